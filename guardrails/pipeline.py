@@ -1,0 +1,97 @@
+"""Runs the configured guardrails in order on the request, and their output filters on the answer."""
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Iterable
+
+from .base import GuardContext, Guardrail, OutputFilter
+
+
+class _Chain:
+    """Output filters applied in reverse order of the input steps (last masker restores first)."""
+
+    def __init__(self, filters: list[OutputFilter]) -> None:
+        self.filters = filters
+
+    def text(self, value: str) -> str:
+        for f in self.filters:
+            value = f.text(value)
+        return value
+
+    def feed(self, delta: str) -> str:
+        for f in self.filters:
+            delta = f.feed(delta)
+        return delta
+
+    def flush(self) -> str:
+        carry = ""
+        for f in self.filters:  # what earlier filters release still passes through the later ones
+            carry = (f.feed(carry) if carry else "") + f.flush()
+        return carry
+
+
+class Pipeline:
+    def __init__(self, guardrails: Iterable[Guardrail] = ()) -> None:
+        self.guardrails = list(guardrails)
+
+    def __bool__(self) -> bool:
+        return bool(self.guardrails)
+
+    async def check_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> None:
+        for g in self.guardrails:
+            await g.check_input(ctx, kind, body)
+
+    def output_chain(self, ctx: GuardContext) -> _Chain | None:
+        filters = [f for g in reversed(self.guardrails) if (f := g.output_filter(ctx)) is not None]
+        return _Chain(filters) if filters else None
+
+    @staticmethod
+    def apply_to_response(chain: _Chain | None, kind: str, data: dict[str, Any]) -> None:
+        """Rewrite a non-streamed chat or text completion in place."""
+        if chain is None:
+            return
+        for choice in data.get("choices") or []:
+            if kind == "chat":
+                msg = choice.get("message") or {}
+                if isinstance(msg.get("content"), str):
+                    msg["content"] = chain.text(msg["content"])
+                for call in msg.get("tool_calls") or []:
+                    fn = call.get("function") or {}
+                    if isinstance(fn.get("arguments"), str):
+                        fn["arguments"] = chain.text(fn["arguments"])
+            elif isinstance(choice.get("text"), str):
+                choice["text"] = chain.text(choice["text"])
+
+    @staticmethod
+    async def apply_to_stream(chain_factory: Any, kind: str,
+                              events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        """Rewrite streamed chunks; each choice index gets its own filter chain.
+
+        Held-back text is released into the chunk that carries the choice's finish_reason, so no
+        text is lost and no extra chunk shape is invented.
+        """
+        chains: dict[int, _Chain] = {}
+        async for ev in events:
+            for choice in ev.get("choices") or []:
+                idx = choice.get("index", 0)
+                chain = chains.get(idx)
+                if chain is None:
+                    chain = chains[idx] = chain_factory()
+                if kind == "chat":
+                    delta = choice.get("delta") or {}
+                    if isinstance(delta.get("content"), str):
+                        delta["content"] = chain.feed(delta["content"])
+                    for call in delta.get("tool_calls") or []:
+                        fn = call.get("function") or {}
+                        if isinstance(fn.get("arguments"), str):
+                            fn["arguments"] = chain.text(fn["arguments"])
+                    if choice.get("finish_reason"):
+                        rest = chain.flush()
+                        if rest:
+                            delta["content"] = (delta.get("content") or "") + rest
+                            choice["delta"] = delta
+                else:
+                    if isinstance(choice.get("text"), str):
+                        choice["text"] = chain.feed(choice["text"])
+                    if choice.get("finish_reason"):
+                        choice["text"] = (choice.get("text") or "") + chain.flush()
+            yield ev

@@ -1,0 +1,150 @@
+"""The `mixguard` console command."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .settings import ConfigError, load_config
+    from .wiring import build_app
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"mixguard: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.mixguard.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = build_app(config)
+    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
+                log_level=config.mixguard.log_level, access_log=args.access_log, timeout_keep_alive=30)
+    return 0
+
+
+def _standin(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sglang_backend.standin import StandinConfig, create_standin_app
+
+    replies: list[str] = []
+    if args.replies_file:
+        import json
+        replies = json.loads(Path(args.replies_file).read_text())
+    cfg = StandinConfig(model=args.model, replies=replies, ttft_ms=args.ttft_ms, token_ms=args.token_ms,
+                        error_rate=args.error_rate, hang=args.hang, drop_after=args.drop_after,
+                        cache_capacity_tokens=args.cache_tokens, tokenizer=args.tokenizer)
+    uvicorn.run(create_standin_app(cfg), host=args.host, port=args.port, loop="uvloop", http="httptools",
+                log_level="warning", access_log=False)
+    return 0
+
+
+QUICKSTART_CONFIG = """\
+# Written by `mixguard quickstart`: a stand-in SGLang on {standin_port}, embedded Redis.
+model_list:
+  - model_name: mixtral
+    litellm_params:
+      model: openai/mistralai/Mixtral-8x7B-Instruct-v0.1
+      api_base: http://127.0.0.1:{standin_port}/v1
+    model_info:
+      id: sglang-standin
+mixguard:
+  api_keys:
+    - key: {key}
+      app: quickstart
+"""
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    """Stand-in + gateway + embedded Redis in one process tree, with examples to paste."""
+    import subprocess
+
+    key = "sk-mixguard-quickstart"
+    cfg_path = Path(tempfile.mkdtemp(prefix="mixguard-")) / "config.yaml"
+    cfg_path.write_text(QUICKSTART_CONFIG.format(standin_port=args.standin_port, key=key))
+    exe = [sys.executable, "-m", "proxy.cli"]
+    standin = subprocess.Popen([*exe, "standin", "--port", str(args.standin_port)])
+    gateway = subprocess.Popen([*exe, "serve", "--config", str(cfg_path), "--port", str(args.port)])
+    import urllib.request
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{args.port}/health/ready", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.3)
+        if gateway.poll() is not None or standin.poll() is not None:
+            print("mixguard: a process exited during start", file=sys.stderr)
+            return 1
+    base = f"http://127.0.0.1:{args.port}"
+    print(f"""
+mixguard is up: gateway {base}  (config {cfg_path}), stand-in SGLang on :{args.standin_port}, embedded Redis.
+
+  curl -s {base}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+    -d '{{"model": "mixtral", "messages": [{{"role": "user", "content": "Hello from curl"}}]}}'
+
+  python -c "from openai import OpenAI; c = OpenAI(base_url='{base}/v1', api_key='{key}'); \\
+print(c.chat.completions.create(model='mixtral', messages=[{{'role': 'user', 'content': 'Hello from openai'}}]).choices[0].message.content)"
+
+Ctrl-C stops everything.""", flush=True)
+    try:
+        while gateway.poll() is None and standin.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in (gateway, standin):
+            p.terminate()
+        for p in (gateway, standin):
+            p.wait(timeout=10)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mixguard", description="Guarded OpenAI-compatible LLM gateway")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--config", required=True, help="config file (LiteLLM format + mixguard: section)")
+    s.add_argument("--host", default="0.0.0.0")
+    s.add_argument("--port", type=int, default=4000)
+    s.add_argument("--access-log", action="store_true", help="log one line per request (method, path, status)")
+    s.set_defaults(func=_serve)
+
+    st = sub.add_parser("standin", help="run the CPU stand-in for SGLang's OpenAI-compatible server")
+    st.add_argument("--host", default="127.0.0.1")
+    st.add_argument("--port", type=int, default=30000)
+    st.add_argument("--model", default="mistralai/Mixtral-8x7B-Instruct-v0.1")
+    st.add_argument("--replies-file", help="JSON list of scripted answers, used in turn (default: echo)")
+    st.add_argument("--ttft-ms", type=float, default=0.0)
+    st.add_argument("--token-ms", type=float, default=0.0)
+    st.add_argument("--error-rate", type=float, default=0.0)
+    st.add_argument("--hang", action="store_true")
+    st.add_argument("--drop-after", type=int, default=None)
+    st.add_argument("--cache-tokens", type=int, default=200_000, help="radix cache capacity in tokens")
+    st.add_argument("--tokenizer", help="tokenizer.json (default: bundled Mixtral tokenizer)")
+    st.set_defaults(func=_standin)
+
+    q = sub.add_parser("quickstart", help="stand-in + gateway + embedded Redis, with examples")
+    q.add_argument("--port", type=int, default=4000)
+    q.add_argument("--standin-port", type=int, default=30000)
+    q.set_defaults(func=_quickstart)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Pure-ASGI edge middleware: request ids, response headers, metrics, and a last-resort 500.
+
+It is pure ASGI (not BaseHTTPMiddleware) because it wraps every call, streaming included, and must
+add no measurable latency. An exception that escapes a route is answered in OpenAI's error shape
+and logged by type only: exception messages may quote request content.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from .errors import error_response_bytes
+from .metrics import METRICS
+
+log = logging.getLogger("mixguard.edge")
+
+ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/responses": "responses",
+          "/v1/models": "models"}
+
+
+class EdgeMiddleware:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        rid = None
+        for k, v in scope["headers"]:
+            if k == b"x-request-id":
+                rid = v.decode("latin-1")[:128]
+                break
+        rid = rid or uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        state["backend"] = "none"
+        state["model"] = ""
+        started = False
+        status = 500
+        t0 = time.perf_counter()
+
+        async def send_wrapper(message: dict) -> None:
+            nonlocal started, status
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode("latin-1")))
+                headers.append((b"x-mixguard-backend", state["backend"].encode("latin-1")))
+                for k, v in state.get("extra_headers", {}).items():
+                    headers.append((k.encode("latin-1"), v.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:  # last resort: never a stack trace to the caller or raw text to logs
+            log.error("unhandled %s on %s (request %s)", type(exc).__name__, scope.get("path"), rid)
+            if not started:
+                body = error_response_bytes(500, "Internal error in the gateway", "api_error", "internal_error")
+                await send_wrapper({"type": "http.response.start", "status": 500,
+                                    "headers": [(b"content-type", b"application/json"),
+                                                (b"content-length", str(len(body)).encode())]})
+                await send_wrapper({"type": "http.response.body", "body": body})
+        finally:
+            route = ROUTES.get(scope.get("path", ""))
+            if route is not None:
+                labels = (route, state["model"], state["backend"], str(status))
+                METRICS.requests.labels(*labels).inc()
+                METRICS.latency.labels(*labels).observe(time.perf_counter() - t0)

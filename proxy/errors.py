@@ -1,0 +1,94 @@
+"""One exception hierarchy, mapped once to OpenAI's error JSON and an HTTP status.
+
+Routes raise these; the app's exception handler renders them. Messages must never contain raw
+request content (they may reach logs and audit records), only field names and reasons.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    """Base class: an error the caller should see in OpenAI's shape."""
+
+    status: int = 500
+    type: str = "api_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
+
+    def json(self) -> bytes:
+        return orjson.dumps(self.body())
+
+
+class BadRequest(GatewayError):
+    status, type, code = 400, "invalid_request_error", "invalid_request"
+
+
+class Unauthorized(GatewayError):
+    status, type, code = 401, "invalid_request_error", "invalid_api_key"
+
+
+class Forbidden(GatewayError):
+    status, type, code = 403, "invalid_request_error", "forbidden"
+
+
+class NotFound(GatewayError):
+    status, type, code = 404, "invalid_request_error", "not_found"
+
+
+class PayloadTooLarge(GatewayError):
+    status, type, code = 413, "invalid_request_error", "request_too_large"
+
+
+class Unprocessable(GatewayError):
+    status, type, code = 422, "invalid_request_error", "unprocessable_entity"
+
+
+class RateLimited(GatewayError):
+    status, type, code = 429, "rate_limit_error", "rate_limit_exceeded"
+
+
+class PolicyBlocked(GatewayError):
+    """A guardrail refused the request; `code` names the rule that fired."""
+
+    status, type, code = 400, "invalid_request_error", "content_policy_violation"
+
+
+class UpstreamError(GatewayError):
+    """Every backend failed with an error response or a broken connection."""
+
+    status, type, code = 502, "api_error", "bad_gateway"
+
+
+class ServiceUnavailable(GatewayError):
+    status, type, code = 503, "api_error", "service_unavailable"
+
+
+class GuardrailUnavailable(ServiceUnavailable):
+    """A guardrail could not decide (analyzer error or timeout): fail closed."""
+
+    code = "guardrail_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status, type, code = 504, "api_error", "timeout"
+
+
+def error_response_bytes(status: int, message: str, type_: str = "invalid_request_error",
+                         code: str | None = None, param: str | None = None) -> bytes:
+    """Render an error that did not start as a GatewayError (404 routes, framework errors)."""
+    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})

