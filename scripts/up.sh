@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs mixguard into .venv and starts gateway + SGLang stand-in + embedded Redis.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q --disable-pip-version-check -e .
+exec .venv/bin/mixguard quickstart "$@"
