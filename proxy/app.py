@@ -250,7 +250,7 @@ def create_app(config: GatewayConfig, pipeline: Pipeline | None = None) -> FastA
 
     app = FastAPI(title="mixguard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.gateway = gw
-    add = app.add_api_route
+    add = app.add_route  # plain Starlette routes: no dependency solving on the hot path
     add("/v1/chat/completions", gw.chat_completions, methods=["POST"])
     add("/v1/completions", gw.completions, methods=["POST"])
     add("/v1/responses", gw.responses, methods=["POST"])

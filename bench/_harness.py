@@ -1,0 +1,100 @@
+"""Shared helpers for bench scripts: start processes, drive load with aiohttp, summarise latencies."""
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from procs import Gateway, RedisProc, Standin, free_port, gateway_config, wait_http  # noqa: E402,F401
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+async def sequential_latency(url: str, headers: dict[str, str], body: dict[str, Any], n: int,
+                             warmup: int = 50) -> list[float]:
+    """Per-request wall time (ms) of n sequential keep-alive requests."""
+    payload = orjson.dumps(body)
+    out: list[float] = []
+    async with aiohttp.ClientSession(headers={"Content-Type": "application/json", **headers}) as s:
+        for i in range(warmup + n):
+            t0 = time.perf_counter()
+            async with s.post(url, data=payload) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"{url} -> {r.status}")
+            if i >= warmup:
+                out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def interleaved_latency(targets: dict[str, tuple[str, dict[str, str]]], body: dict[str, Any], n: int,
+                              warmup: int = 50) -> dict[str, list[float]]:
+    """Per-request wall time (ms) per target, requests alternating between targets so that
+    machine noise lands on all of them alike."""
+    payload = orjson.dumps(body)
+    out: dict[str, list[float]] = {name: [] for name in targets}
+    sessions = {name: aiohttp.ClientSession(headers={"Content-Type": "application/json", **hdr})
+                for name, (_, hdr) in targets.items()}
+    try:
+        for i in range(warmup + n):
+            for name, (url, _) in targets.items():
+                t0 = time.perf_counter()
+                async with sessions[name].post(url, data=payload) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"{url} -> {r.status}")
+                if i >= warmup:
+                    out[name].append((time.perf_counter() - t0) * 1000)
+    finally:
+        for s in sessions.values():
+            await s.close()
+    return out
+
+
+async def throughput(url: str, headers: dict[str, str], body: dict[str, Any], concurrency: int,
+                     seconds: float) -> float:
+    """Requests per second with `concurrency` workers for `seconds` (after a short warm-up)."""
+    payload = orjson.dumps(body)
+    done = 0
+    stop_at = 0.0
+
+    async def worker(s: aiohttp.ClientSession) -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            async with s.post(url, data=payload) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"{url} -> {r.status}")
+            done += 1
+
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn, headers={"Content-Type": "application/json", **headers}) as s:
+        stop_at = time.perf_counter() + 1.0
+        await asyncio.gather(*(worker(s) for _ in range(concurrency)))
+        done = 0
+        t0 = time.perf_counter()
+        stop_at = t0 + seconds
+        await asyncio.gather(*(worker(s) for _ in range(concurrency)))
+        return done / (time.perf_counter() - t0)
+
+
+def summary(name: str, lat: list[float]) -> str:
+    return f"{name:<28} p50 {pct(lat, 50):7.2f} ms   p99 {pct(lat, 99):7.2f} ms   mean {statistics.mean(lat):7.2f} ms"
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"

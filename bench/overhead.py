@@ -1,0 +1,115 @@
+"""Added latency and throughput of the gateway vs LiteLLM's proxy, against one stand-in, one run.
+
+    python bench/overhead.py [--requests 400] [--seconds 8] [--concurrency 32]
+
+Prints p50/p99 of direct calls to the stand-in, through mixguard (guardrails off, one worker) and
+through LiteLLM's proxy (`litellm[proxy]`, no database, one worker), the added latency of each,
+requests/s at the given concurrency, and the ratios. Also times litellm.Router.acompletion alone.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from _harness import Gateway, RedisProc, Standin, free_port, gateway_config, interleaved_latency, machine, pct, summary, throughput, wait_http
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+BODY = {"model": "mixtral", "messages": [{"role": "user", "content": "Summarise the quarterly report in one line."}],
+        "max_tokens": 32}
+
+
+def start_litellm_proxy(standin: Standin) -> tuple[subprocess.Popen, str]:
+    exe = shutil.which("litellm", path=str(Path(sys.executable).parent))
+    if exe is None:
+        raise SystemExit("LiteLLM's proxy is not installed: pip install 'litellm[proxy]'")
+    cfg = Path(tempfile.mkdtemp()) / "litellm.yaml"
+    cfg.write_text(yaml.safe_dump({"model_list": [{"model_name": "mixtral", "litellm_params": {
+        "model": "openai/mixtral", "api_base": f"{standin.url}/v1", "api_key": "none"}}],
+        "general_settings": {"master_key": "sk-bench"}, "litellm_settings": {"telemetry": False}}))
+    port = free_port()
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true"}
+    p = subprocess.Popen([exe, "--config", str(cfg), "--port", str(port), "--num_workers", "1"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health/liveliness", p, timeout=120)
+    return p, url
+
+
+async def router_alone(standin: Standin, n: int) -> list[float]:
+    import litellm
+    router = litellm.Router(model_list=[{"model_name": "mixtral", "litellm_params": {
+        "model": "openai/mixtral", "api_base": f"{standin.url}/v1", "api_key": "none"}}])
+    out = []
+    for i in range(n + 50):
+        t0 = time.perf_counter()
+        await router.acompletion(model="mixtral", messages=BODY["messages"], max_tokens=32)
+        if i >= 50:
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--skip-litellm", action="store_true")
+    args = ap.parse_args()
+
+    redis = RedisProc().start()
+    standin = Standin()
+    gw = Gateway(gateway_config({"model": "openai/mixtral", "api_base": f"{standin.url}/v1"}, redis_url=redis.url),
+                 wait_ready=True)
+    procs = [gw, standin]
+    lp = None
+    try:
+        auth = {"Authorization": f"Bearer {Gateway.KEY}"}
+        targets = {"direct (stand-in)": (f"{standin.url}/v1/chat/completions", {}),
+                   "mixguard": (f"{gw.url}/v1/chat/completions", auth)}
+        if not args.skip_litellm:
+            lp, lurl = start_litellm_proxy(standin)
+            targets["litellm proxy"] = (f"{lurl}/v1/chat/completions", {"Authorization": "Bearer sk-bench"})
+        print(f"# bench/overhead.py  {time.strftime('%Y-%m-%d')}  {machine()}  requests={args.requests} "
+              f"concurrency={args.concurrency} seconds={args.seconds}")
+        lat, rps = {}, {}
+        lat = asyncio.run(interleaved_latency(targets, BODY, args.requests))
+        for name, (url, hdr) in targets.items():
+            rps[name] = asyncio.run(throughput(url, hdr, BODY, args.concurrency, args.seconds))
+        direct = pct(lat["direct (stand-in)"], 50)
+        for name in targets:
+            print(summary(name, lat[name]) + f"   {rps[name]:8.0f} req/s @{args.concurrency}")
+        print()
+        for name in targets:
+            if name.startswith("direct"):
+                continue
+            add50 = pct(lat[name], 50) - direct
+            add99 = pct(lat[name], 99) - pct(lat["direct (stand-in)"], 99)
+            print(f"added latency {name:<16} p50 {add50:6.2f} ms   p99 {add99:6.2f} ms")
+        if "litellm proxy" in rps:
+            print(f"throughput ratio mixguard / litellm proxy: {rps['mixguard'] / rps['litellm proxy']:.1f}x")
+            add_m = pct(lat['mixguard'], 50) - direct
+            add_l = pct(lat['litellm proxy'], 50) - direct
+            print(f"added-latency ratio litellm proxy / mixguard (p50): {add_l / max(add_m, 1e-3):.1f}x")
+        print(f"throughput ratio mixguard / direct: {rps['mixguard'] / rps['direct (stand-in)']:.2f}")
+        if not args.skip_litellm:
+            r = asyncio.run(router_alone(standin, min(args.requests, 200)))
+            print(f"litellm.Router.acompletion alone adds p50 {pct(r, 50) - direct:.2f} ms over direct")
+    finally:
+        if lp is not None:
+            lp.terminate()
+        for p in procs:
+            p.stop()
+        redis.stop()
+
+
+if __name__ == "__main__":
+    main()
