@@ -64,34 +64,44 @@ class Pipeline:
     @staticmethod
     async def apply_to_stream(chain_factory: Any, kind: str,
                               events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-        """Rewrite streamed chunks; each choice index gets its own filter chain.
+        """Rewrite streamed chunks. Each choice's content and each tool call's arguments get their
+        own filter chain, since a placeholder may be split across chunks in any of them.
 
         Held-back text is released into the chunk that carries the choice's finish_reason, so no
-        text is lost and no extra chunk shape is invented.
+        text is lost and no new chunk shape is invented.
         """
-        chains: dict[int, _Chain] = {}
+        chains: dict[tuple[int, int], _Chain] = {}
+
+        def chain_for(key: tuple[int, int]) -> _Chain:
+            c = chains.get(key)
+            if c is None:
+                c = chains[key] = chain_factory()
+            return c
+
         async for ev in events:
             for choice in ev.get("choices") or []:
                 idx = choice.get("index", 0)
-                chain = chains.get(idx)
-                if chain is None:
-                    chain = chains[idx] = chain_factory()
                 if kind == "chat":
                     delta = choice.get("delta") or {}
                     if isinstance(delta.get("content"), str):
-                        delta["content"] = chain.feed(delta["content"])
+                        delta["content"] = chain_for((idx, -1)).feed(delta["content"])
                     for call in delta.get("tool_calls") or []:
                         fn = call.get("function") or {}
                         if isinstance(fn.get("arguments"), str):
-                            fn["arguments"] = chain.text(fn["arguments"])
+                            fn["arguments"] = chain_for((idx, call.get("index", 0))).feed(fn["arguments"])
                     if choice.get("finish_reason"):
-                        rest = chain.flush()
+                        rest = chains.pop((idx, -1)).flush() if (idx, -1) in chains else ""
                         if rest:
                             delta["content"] = (delta.get("content") or "") + rest
-                            choice["delta"] = delta
+                        for key in [k for k in chains if k[0] == idx]:
+                            tail = chains.pop(key).flush()
+                            if tail:
+                                delta.setdefault("tool_calls", []).append(
+                                    {"index": key[1], "function": {"arguments": tail}})
+                        choice["delta"] = delta
                 else:
                     if isinstance(choice.get("text"), str):
-                        choice["text"] = chain.feed(choice["text"])
-                    if choice.get("finish_reason"):
-                        choice["text"] = (choice.get("text") or "") + chain.flush()
+                        choice["text"] = chain_for((idx, -1)).feed(choice["text"])
+                    if choice.get("finish_reason") and (idx, -1) in chains:
+                        choice["text"] = (choice.get("text") or "") + chains.pop((idx, -1)).flush()
             yield ev

@@ -62,7 +62,9 @@ class PiiPolicy(_Strict):
     def rule(self, entity: str) -> EntityRule:
         r = self.entities.get(entity)
         if r is None:
-            return EntityRule(action=self.default_action, threshold=self.score_threshold)
+            custom = next((c for c in self.recognizers if c.entity == entity), None)
+            action = custom.action if custom is not None else self.default_action
+            return EntityRule(action=action, threshold=self.score_threshold)
         if isinstance(r, str):
             return EntityRule(action=r, threshold=self.score_threshold)
         return EntityRule(action=r.action, threshold=self.score_threshold if r.threshold is None else r.threshold)

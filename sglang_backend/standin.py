@@ -81,6 +81,7 @@ class Standin:
         self.cache = RadixCache(config.cache_capacity_tokens)
         self.stats = _Stats()
         self._reply_index = 0
+        self.last_request: dict[str, Any] | None = None
 
     # --- what the "model" says -------------------------------------------------------------
     def _answer(self, body: dict[str, Any], chat: bool) -> tuple[str, list[dict] | None]:
@@ -142,6 +143,7 @@ class Standin:
                 raise ValueError("body must be a JSON object")
         except (orjson.JSONDecodeError, ValueError) as exc:
             return _error(f"Invalid request body: {exc}", 400, "BadRequestError")
+        self.last_request = body
         if chat and not isinstance(body.get("messages"), list):
             return _error("messages: Field required", 400, "BadRequestError")
         if not chat and "prompt" not in body:
@@ -298,6 +300,10 @@ class Standin:
         self._reply_index = 0
         return _json(asdict(self.config))
 
+    async def get_last_request(self, _: Request) -> Response:
+        """The last request body exactly as received (stand-in only: what the model saw)."""
+        return _json(self.last_request or {})
+
     async def flush_cache(self, _: Request) -> Response:
         # SGLang's /flush_cache.
         self.cache.reset()
@@ -316,6 +322,7 @@ def create_standin_app(config: StandinConfig | None = None) -> Starlette:
         Route("/flush_cache", s.flush_cache, methods=["POST", "GET"]),
         Route("/standin/config", s.get_config, methods=["GET"]),
         Route("/standin/config", s.set_config, methods=["POST"]),
+        Route("/standin/last_request", s.get_last_request, methods=["GET"]),
     ])
     app.state.standin = s
     return app

@@ -111,6 +111,9 @@ class Standin(Proc):
         r = httpx.post(self.url + "/standin/config", json=changes, timeout=5)
         r.raise_for_status()
 
+    def last_request(self) -> dict[str, Any]:
+        return httpx.get(self.url + "/standin/last_request", timeout=5).json()
+
     def metric(self, name: str) -> float:
         for line in httpx.get(self.url + "/metrics", timeout=5).text.splitlines():
             if line.startswith(name + " ") or line.startswith(name + "{"):

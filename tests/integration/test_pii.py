@@ -1,0 +1,244 @@
+"""PII guardrail end to end: the openai client → gateway → stand-in (echo), real Presidio, real Redis."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import redis
+
+from procs import ROOT, Gateway, Standin, gateway_config
+
+POLICIES = {
+    "norestore.yaml": """
+name: norestore
+pii:
+  entities: {PERSON: {action: mask, threshold: 0.6}, PHONE_NUMBER: {action: mask, threshold: 0.3}}
+  restore: false
+  output_action: allow
+""",
+    "strict.yaml": """
+name: strict
+pii:
+  entities: {EMAIL_ADDRESS: block, PERSON: redact, CREDIT_CARD: hash}
+""",
+    "custom.yaml": """
+name: custom
+pii:
+  restore: false
+  output_action: allow
+  recognizers:
+    - name: employee_id
+      entity: EMPLOYEE_ID
+      patterns: [{name: emp, regex: "EMP-\\\\d{6}", score: 0.9}]
+    - name: codenames
+      entity: PROJECT_CODENAME
+      deny_list: [Bluebird, Nightjar]
+      action: redact
+""",
+    "failclosed.yaml": """
+name: failclosed
+pii:
+  analyze_timeout_s: 0.000001
+""",
+}
+
+KEYS = [("sk-norestore", "norestore"), ("sk-strict", "strict"), ("sk-custom", "custom"), ("sk-failclosed", "failclosed")]
+PII_VALUES = ["Maria Gonzalez", "maria.gonzalez@example.com", "4111 1111 1111 1111", "(212) 555-0143"]
+PROMPT = ("Hi, I am Maria Gonzalez. Write to maria.gonzalez@example.com or call (212) 555-0143; "
+          "my card is 4111 1111 1111 1111.")
+
+
+@pytest.fixture(scope="module")
+def pii_gateway(primary, redis_server):
+    pdir = Path(tempfile.mkdtemp(prefix="mg-policies-"))
+    shutil.copy(ROOT / "policies" / "default.yaml", pdir / "default.yaml")
+    for name, text in POLICIES.items():
+        (pdir / name).write_text(text)
+    cfg = gateway_config(primary.params(), redis_url=redis_server.url,
+                         extra={"policies_dir": str(pdir), "pii": {"vault_ttl_seconds": 3}})
+    cfg["mixguard"]["api_keys"] += [{"key": k, "app": p, "policy": p, "id": f"key-{p}"} for k, p in KEYS]
+    g = Gateway(cfg, env={"MIXGUARD_VAULT_KEY": "test-vault-passphrase"})
+    yield g
+    g.stop()
+
+
+def _client(g: Gateway, key: str = Gateway.KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=g.url + "/v1", api_key=key, max_retries=0, timeout=60)
+
+
+def _seen_by_backend(primary) -> str:
+    return json.dumps(primary.standin.last_request()) if primary.standin else ""
+
+
+def test_backend_receives_no_pii_and_caller_gets_originals(pii_gateway, primary):
+    resp = _client(pii_gateway).chat.completions.create(model="mixtral", messages=[
+        {"role": "system", "content": "Assist Maria Gonzalez politely."},
+        {"role": "user", "content": PROMPT}])
+    if primary.standin:
+        seen = _seen_by_backend(primary)
+        for v in PII_VALUES:
+            assert v not in seen
+        assert "<PERSON_1>" in seen and "<EMAIL_ADDRESS_1>" in seen
+        assert resp.choices[0].message.content == PROMPT  # echo of the masked text, restored
+
+
+def test_masked_text_is_what_the_model_sees_without_restore(pii_gateway, primary):
+    out = _client(pii_gateway, "sk-norestore").chat.completions.create(
+        model="mixtral", messages=[{"role": "user", "content": PROMPT}]).choices[0].message.content
+    if primary.echo:
+        for v in PII_VALUES:
+            assert v not in out
+        assert "<PERSON_1>" in out and "<PHONE_NUMBER_1>" in out
+
+
+def test_every_part_of_the_request_is_scanned(pii_gateway, primary):
+    if not primary.standin:
+        pytest.skip("needs the stand-in's request log to see what the backend received")
+    tools = [{"type": "function", "function": {"name": "send", "parameters": {"type": "object"}}}]
+    _client(pii_gateway).chat.completions.create(model="mixtral", tools=tools, tool_choice="none", messages=[
+        {"role": "system", "content": "Customer: Maria Gonzalez"},
+        {"role": "user", "content": [{"type": "text", "text": "mail maria.gonzalez@example.com"}]},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {
+            "name": "send", "arguments": json.dumps({"to": "maria.gonzalez@example.com", "card": "4111 1111 1111 1111"})}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sent to (212) 555-0143"},
+        {"role": "user", "content": "thanks"}])
+    seen = _seen_by_backend(primary)
+    for v in PII_VALUES:
+        assert v not in seen
+    _client(pii_gateway).completions.create(model="mixtral", prompt="Letter for Maria Gonzalez at maria.gonzalez@example.com")
+    seen = _seen_by_backend(primary)
+    assert "maria.gonzalez@example.com" not in seen and "<EMAIL_ADDRESS_1>" in seen
+
+
+def test_streamed_placeholder_split_across_chunks_is_restored(pii_gateway, primary):
+    if primary.standin:
+        primary.standin.configure(token_ms=0.0)
+    chunks = list(_client(pii_gateway).chat.completions.create(
+        model="mixtral", stream=True, messages=[{"role": "user", "content": PROMPT}]))
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    if primary.echo:
+        assert "".join(pieces) == PROMPT
+        assert len(pieces) > 5  # streamed in pieces, not buffered whole
+        # the stand-in streams one token per chunk, so '<PERSON_1>' arrived split over several chunks
+        assert all("<PERSON" not in p and "<EMAIL" not in p for p in pieces)
+
+
+def test_responses_api_masks_and_restores(pii_gateway, primary):
+    r = _client(pii_gateway).responses.create(model="mixtral", input=PROMPT)
+    if primary.echo:
+        assert r.output_text == PROMPT
+        assert "maria.gonzalez@example.com" not in _seen_by_backend(primary)
+
+
+def test_same_value_same_placeholder_across_turns_keeps_prefix_cache_hot(pii_gateway, primary):
+    c = _client(pii_gateway, "sk-norestore")
+    conv = {"x-conversation-id": f"conv-{time.time()}"}
+    turn1 = [{"role": "user", "content": "My name is Maria Gonzalez, call (212) 555-0143. " + "Context. " * 40}]
+    a1 = c.chat.completions.create(model="mixtral", messages=turn1, extra_headers=conv)
+    masked1 = a1.choices[0].message.content
+    turn2 = turn1 + [{"role": "assistant", "content": "Noted."},
+                     {"role": "user", "content": "Again: Maria Gonzalez and Peter Novak."}]
+    a2 = c.chat.completions.create(model="mixtral", messages=turn2, extra_headers=conv)
+    if primary.echo:
+        assert "<PERSON_1>" in masked1 and a2.choices[0].message.content.startswith("Again: <PERSON_1> and <PERSON_2>")
+        assert a2.usage.prompt_tokens_details.cached_tokens >= a1.usage.prompt_tokens - 2
+
+
+def test_spoofed_placeholder_never_returns_another_conversations_value(pii_gateway, primary):
+    c = _client(pii_gateway)
+    c.chat.completions.create(model="mixtral", messages=[{"role": "user", "content": "I am Maria Gonzalez."}],
+                              extra_headers={"x-conversation-id": "victim"})
+    for key, conv in ((Gateway.KEY, "attacker"), ("sk-other-app-key", "victim")):
+        out = _client(pii_gateway, key).chat.completions.create(
+            model="mixtral", messages=[{"role": "user", "content": "Tell me <PERSON_1> and <EMAIL_ADDRESS_1>"}],
+            extra_headers={"x-conversation-id": conv}).choices[0].message.content
+        assert "Maria" not in out
+        if primary.echo:
+            assert out == "Tell me <PERSON_1> and <EMAIL_ADDRESS_1>"  # the caller's own text, as typed
+    if primary.standin:
+        assert "<LITERAL_1>" in _seen_by_backend(primary)
+
+
+def test_block_action_refuses_without_calling_a_model(pii_gateway, primary):
+    before = primary.standin.metric("sglang:num_requests_total") if primary.standin else None
+    with pytest.raises(openai.BadRequestError) as exc:
+        _client(pii_gateway, "sk-strict").chat.completions.create(
+            model="mixtral", messages=[{"role": "user", "content": "mail me at maria.gonzalez@example.com"}])
+    assert exc.value.body["code"] == "pii_blocked" and "pii.EMAIL_ADDRESS" in exc.value.body["message"]
+    assert "maria.gonzalez@example.com" not in exc.value.body["message"]
+    if primary.standin:
+        assert primary.standin.metric("sglang:num_requests_total") == before
+
+
+def test_redact_and_hash_actions(pii_gateway, primary):
+    out = _client(pii_gateway, "sk-strict").chat.completions.create(model="mixtral", messages=[
+        {"role": "user", "content": "Maria Gonzalez paid with 4111 1111 1111 1111"}]).choices[0].message.content
+    if primary.echo:
+        assert "[REDACTED:PERSON]" in out and "[HASH:" in out and "4111" not in out
+
+
+def test_custom_recognizers_from_yaml(pii_gateway, primary):
+    out = _client(pii_gateway, "sk-custom").chat.completions.create(model="mixtral", messages=[
+        {"role": "user", "content": "Employee EMP-123456 works on Bluebird."}]).choices[0].message.content
+    if primary.echo:
+        assert out == "Employee <EMPLOYEE_ID_1> works on [REDACTED:PROJECT_CODENAME]."
+
+
+def test_pii_the_model_invents_is_redacted_in_output(pii_gateway, primary):
+    if not primary.standin:
+        pytest.skip("needs a scripted answer")
+    primary.standin.configure(replies=["Contact bob.smith@example.org or 4111-1111-1111-1111 for details."])
+    try:
+        c = _client(pii_gateway)
+        whole = c.chat.completions.create(model="mixtral", messages=[{"role": "user", "content": "who?"}]).choices[0].message.content
+        streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+            model="mixtral", stream=True, messages=[{"role": "user", "content": "who?"}]) if ch.choices)
+    finally:
+        primary.standin.configure(replies=[])
+    for out in (whole, streamed):
+        assert "bob.smith@example.org" not in out and "4111-1111-1111-1111" not in out
+        assert "[REDACTED:EMAIL_ADDRESS]" in out and "[REDACTED:CREDIT_CARD]" in out
+
+
+@pytest.mark.parametrize("route", ["chat", "chat-stream", "completions", "responses"])
+def test_analyzer_failure_fails_closed_on_every_endpoint(pii_gateway, primary, route):
+    before = primary.standin.metric("sglang:num_requests_total") if primary.standin else None
+    hdr = {"Authorization": "Bearer sk-failclosed"}
+    prompt = f"{PROMPT} (fresh text {time.time_ns()}: no cached analysis)"
+    url, body = {
+        "chat": ("/v1/chat/completions", {"model": "mixtral", "messages": [{"role": "user", "content": prompt}]}),
+        "chat-stream": ("/v1/chat/completions", {"model": "mixtral", "stream": True, "messages": [{"role": "user", "content": prompt}]}),
+        "completions": ("/v1/completions", {"model": "mixtral", "prompt": prompt}),
+        "responses": ("/v1/responses", {"model": "mixtral", "input": prompt}),
+    }[route]
+    r = httpx.post(pii_gateway.url + url, json=body, headers=hdr, timeout=30)
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "guardrail_unavailable"
+    assert all(v not in r.text for v in PII_VALUES)
+    if primary.standin:
+        assert primary.standin.metric("sglang:num_requests_total") == before
+
+
+def test_vault_entries_are_encrypted_scoped_and_expire(pii_gateway, redis_server):
+    conv = f"ttl-{time.time()}"
+    _client(pii_gateway).chat.completions.create(model="mixtral", messages=[{"role": "user", "content": "I am Maria Gonzalez"}],
+                                                 extra_headers={"x-conversation-id": conv})
+    r = redis.Redis.from_url(redis_server.url)
+    keys = list(r.scan_iter("mixguard:vault:test-key:*"))
+    assert keys
+    blob = b"".join(k + b"".join(v for kv in r.hgetall(k).items() for v in kv) for k in keys)
+    assert b"Maria" not in blob  # values encrypted, lookups by keyed hash
+    assert all(0 < r.ttl(k) <= 3 for k in keys)
+    time.sleep(3.5)
+    assert not list(r.scan_iter("mixguard:vault:test-key:*"))
+
+
+def test_pii_values_never_reach_gateway_logs(pii_gateway):
+    out = pii_gateway.output()
+    assert all(v not in out for v in PII_VALUES)
