@@ -1,6 +1,7 @@
 """PII guardrail end to end: the openai client → gateway → stand-in (echo), real Presidio, real Redis."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -230,13 +231,14 @@ def test_vault_entries_are_encrypted_scoped_and_expire(pii_gateway, redis_server
     _client(pii_gateway).chat.completions.create(model="mixtral", messages=[{"role": "user", "content": "I am Maria Gonzalez"}],
                                                  extra_headers={"x-conversation-id": conv})
     r = redis.Redis.from_url(redis_server.url)
-    keys = list(r.scan_iter("mixguard:vault:test-key:*"))
-    assert keys
+    scope = f"mixguard:vault:test-key:{hashlib.sha256(conv.encode()).hexdigest()[:24]}"
+    keys = list(r.scan_iter(scope))
+    assert keys == [scope.encode()]
     blob = b"".join(k + b"".join(v for kv in r.hgetall(k).items() for v in kv) for k in keys)
     assert b"Maria" not in blob  # values encrypted, lookups by keyed hash
     assert all(0 < r.ttl(k) <= 3 for k in keys)
     time.sleep(3.5)
-    assert not list(r.scan_iter("mixguard:vault:test-key:*"))
+    assert not r.exists(scope)
 
 
 def test_pii_values_never_reach_gateway_logs(pii_gateway):
