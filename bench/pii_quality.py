@@ -1,0 +1,93 @@
+"""PII detection quality through the real guardrail: leak rate per entity type on the labeled set
+(share of PII values that would reach the backend verbatim) and false-positive rate on clean prompts.
+
+    python bench/pii_quality.py [--policy default] [--show-leaks 10]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("MIXGUARD_VAULT_KEY", "bench-key")
+
+from _harness import ROOT, RedisProc, machine  # noqa: E402
+
+#: Types the guardrail must protect; the others in the set are reported for information.
+PROTECTED = ["PERSON", "STREET_ADDRESS", "PHONE_NUMBER", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE",
+             "US_SSN", "IP_ADDRESS", "GPE"]
+STRUCTURED = ["CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS"]
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--policy", default="default")
+    ap.add_argument("--show-leaks", type=int, default=0)
+    args = ap.parse_args()
+    import redis.asyncio as aioredis
+
+    from guardrails.base import GuardContext
+    from proxy import errors
+    from proxy.settings import parse_config
+    from proxy.wiring import build_pipeline
+
+    labeled = [json.loads(line) for line in (ROOT / "tests/data/pii_labeled.jsonl").read_text().splitlines()]
+    clean = [json.loads(line)["text"] for line in (ROOT / "tests/data/clean_prompts.jsonl").read_text().splitlines()]
+    redis = RedisProc().start()
+    try:
+        cfg = parse_config("model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
+                           f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n")
+        pipe = build_pipeline(cfg)
+        client = aioredis.from_url(redis.url)
+        pipe.guardrails[0].bind_redis(client)
+
+        async def masked(text: str, i: int) -> tuple[str, list]:
+            ctx = GuardContext("q", "q", args.policy, "r", conversation_id=f"c{i}")
+            body = {"messages": [{"role": "user", "content": text}]}
+            try:
+                await pipe.check_input(ctx, "chat", body)
+            except errors.PolicyBlocked:
+                return "", ctx.decisions  # blocked: nothing reaches the backend
+            return body["messages"][0]["content"], ctx.decisions
+
+        total, leaked = Counter(), Counter()
+        examples = []
+        for i, rec in enumerate(labeled):
+            out, _ = await masked(rec["text"], i)
+            for s in rec["spans"]:
+                total[s["type"]] += 1
+                if s["value"] in out:
+                    leaked[s["type"]] += 1
+                    examples.append((s["type"], s["value"]))
+        fps = []
+        for i, text in enumerate(clean):
+            out, decisions = await masked(text, 10_000 + i)
+            if out != text:
+                fps.append((text, [d.rule_id for d in decisions]))
+        print(f"# bench/pii_quality.py  {time.strftime('%Y-%m-%d')}  {machine()}  policy={args.policy}  "
+              f"{len(labeled)} labeled sentences, {len(clean)} clean prompts")
+        for t in sorted(total, key=lambda t: (t not in PROTECTED, t)):
+            tag = "" if t in PROTECTED else "  (not protected by default)"
+            print(f"  {t:<18} leak {100 * leaked[t] / total[t]:5.1f}%  ({leaked[t]}/{total[t]}){tag}")
+        p_tot = sum(total[t] for t in PROTECTED)
+        p_leak = sum(leaked[t] for t in PROTECTED)
+        s_tot = sum(total[t] for t in STRUCTURED)
+        s_leak = sum(leaked[t] for t in STRUCTURED)
+        print(f"leak rate, protected types: {100 * p_leak / p_tot:.1f}% ({p_leak}/{p_tot})   target <= 3%")
+        print(f"leak rate, structured identifiers: {100 * s_leak / max(s_tot, 1):.1f}% ({s_leak}/{s_tot})   target <= 1%")
+        print(f"false positives on clean prompts: {100 * len(fps) / len(clean):.1f}% ({len(fps)}/{len(clean)})   target <= 3%")
+        for t, v in examples[: args.show_leaks]:
+            print(f"    leak {t}: {v!r}")
+        for text, rules in fps[: args.show_leaks]:
+            print(f"    false positive {rules}: {text[:90]!r}")
+        await client.aclose()
+    finally:
+        redis.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
