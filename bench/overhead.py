@@ -2,7 +2,8 @@
 
     python bench/overhead.py [--requests 400] [--seconds 8] [--concurrency 32]
 
-Prints p50/p99 of direct calls to the stand-in, through mixguard (guardrails off, one worker) and
+Prints p50/p99 of direct calls to the stand-in, through mixguard (guardrails off, one worker; and with
+the PII guardrail on, for information) and
 through LiteLLM's proxy (`litellm[proxy]`, no database, one worker), the added latency of each,
 requests/s at the given concurrency, and the ratios. Also times litellm.Router.acompletion alone.
 """
@@ -67,14 +68,16 @@ def main() -> None:
 
     redis = RedisProc().start()
     standin = Standin()
-    gw = Gateway(gateway_config({"model": "openai/mixtral", "api_base": f"{standin.url}/v1"}, redis_url=redis.url),
-                 wait_ready=True)
-    procs = [gw, standin]
+    primary = {"model": "openai/mixtral", "api_base": f"{standin.url}/v1"}
+    gw = Gateway(gateway_config(primary, redis_url=redis.url, extra={"pii": {"enabled": False}}), wait_ready=True)
+    gw_pii = Gateway(gateway_config(primary, redis_url=redis.url), wait_ready=True)
+    procs = [gw, gw_pii, standin]
     lp = None
     try:
         auth = {"Authorization": f"Bearer {Gateway.KEY}"}
         targets = {"direct (stand-in)": (f"{standin.url}/v1/chat/completions", {}),
-                   "mixguard": (f"{gw.url}/v1/chat/completions", auth)}
+                   "mixguard": (f"{gw.url}/v1/chat/completions", auth),
+                   "mixguard+PII cached": (f"{gw_pii.url}/v1/chat/completions", auth)}
         if not args.skip_litellm:
             lp, lurl = start_litellm_proxy(standin)
             targets["litellm proxy"] = (f"{lurl}/v1/chat/completions", {"Authorization": "Bearer sk-bench"})
@@ -93,7 +96,7 @@ def main() -> None:
                 continue
             add50 = pct(lat[name], 50) - direct
             add99 = pct(lat[name], 99) - pct(lat["direct (stand-in)"], 99)
-            print(f"added latency {name:<16} p50 {add50:6.2f} ms   p99 {add99:6.2f} ms")
+            print(f"added latency {name:<20} p50 {add50:6.2f} ms   p99 {add99:6.2f} ms")
         if "litellm proxy" in rps:
             print(f"throughput ratio mixguard / litellm proxy: {rps['mixguard'] / rps['litellm proxy']:.1f}x")
             add_m = pct(lat['mixguard'], 50) - direct

@@ -26,6 +26,25 @@ from policies.models import CustomRecognizer
 log = logging.getLogger("mixguard.pii")
 
 
+_VERBS: set[str] | None = None
+
+
+def _verbs() -> set[str]:
+    """English verbs from spaCy's lemmatizer tables (shipped with the model package)."""
+    global _VERBS
+    if _VERBS is None:
+        try:
+            import spacy
+
+            from .engine import DEFAULT_SPACY_MODEL
+            nlp = spacy.load(DEFAULT_SPACY_MODEL, enable=[], disable=[])
+            _VERBS = set(nlp.get_pipe("lemmatizer").lookups.get_table("lemma_index").get("verb", []))
+        except Exception:  # a model without lookup tables: fall back to a small list
+            _VERBS = {"convert", "compare", "explain", "write", "summarise", "summarize", "generate", "translate",
+                      "describe", "calculate", "sort", "fix", "list", "set", "upgrade", "refund", "call", "update"}
+    return _VERBS
+
+
 class AnalysisFailed(Exception):
     pass
 
@@ -101,7 +120,20 @@ class PiiAnalyzer:
 
     def analyze_sync(self, text: str, entities: list[str] | None) -> list[Span]:
         results = self.engine.analyze(text=text, language="en", entities=entities, score_threshold=0.0)
-        return [Span(r.start, r.end, r.entity_type, float(r.score)) for r in results]
+        return [Span(r.start, r.end, r.entity_type, float(r.score)) for r in results
+                if not (r.entity_type == "PERSON" and self._unlikely_name(text, r.start, r.end))]
+
+    def _unlikely_name(self, text: str, start: int, end: int) -> bool:
+        """Single-token PERSON hits that en_core_web_sm makes on code and commands: all-caps
+        words, words with digits or underscores, and sentence-initial verbs ("Convert ...")."""
+        word = text[start:end]
+        if " " in word.strip():
+            return False
+        if (len(word) > 1 and word.isupper()) or any(c.isdigit() or c == "_" for c in word):
+            return True
+        before = text[:start].rstrip()
+        initial = not before or before[-1] in ".!?:\n"
+        return initial and word.lower() in _verbs()
 
     def _analyze_batch(self, texts: list[str], entities: list[str] | None) -> list[list[Span]]:
         return [self.analyze_sync(t, entities) for t in texts]

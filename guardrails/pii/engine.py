@@ -87,6 +87,45 @@ class CandidatePhoneRecognizer(PhoneRecognizer):
         return self.remove_duplicates(results)
 
 
+class GenericPhoneRecognizer(PatternRecognizer):
+    """Digit groups that read as a phone number in any national format (8-15 digits, with
+    separators or an area code in parentheses). Presidio's phonenumbers-based recognizer only
+    knows the formats of the regions it is told about and missed most international numbers."""
+
+    _DATE = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}$|^\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}$")
+
+    def __init__(self) -> None:
+        group = r"(?:\(\d{1,5}\)\s?)?\d{1,5}(?:[\s.\-]\d{2,8}){1,4}"
+        super().__init__(supported_entity="PHONE_NUMBER", name="GenericPhoneRecognizer",
+                         patterns=[Pattern("intl_phone", r"(?<![\w.\-])\+\d{1,3}[\s.\-]?" + group + r"(?![\w\-])", 0.6),
+                                   Pattern("paren_phone", r"(?<![\w.\-])\(\d{1,5}\)\s?\d{2,8}(?:[\s.\-]?\d{2,8}){0,3}(?![\w\-])", 0.5),
+                                   Pattern("grouped_phone", r"(?<![\w.\-])\d{2,5}(?:[\s.\-]\d{2,8}){1,4}(?![\w\-])", 0.35)],
+                         context=["phone", "call", "tel", "mobile", "cell", "fax", "number", "reach", "contact", "whatsapp"])
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        digits = sum(c.isdigit() for c in pattern_text)
+        if not 8 <= digits <= 15 or self._DATE.match(pattern_text.strip()):
+            return False
+        return None
+
+
+class LuhnCardRecognizer(PatternRecognizer):
+    """Any 12-19 digit number (optionally in groups) that passes the Luhn check: covers card
+    ranges Presidio's regex misses (Mastercard 2-series, 12-digit Maestro, 19-digit Visa, JCB)."""
+
+    def __init__(self) -> None:
+        super().__init__(supported_entity="CREDIT_CARD", name="LuhnCardRecognizer",
+                         patterns=[Pattern("luhn_number", r"(?<![\w.\-])\d(?:[ \-]?\d){11,18}(?![\w\-])", 0.5)],
+                         context=["card", "credit", "debit", "visa", "mastercard", "amex", "pay", "payment"])
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        d = [int(c) for c in pattern_text if c.isdigit()]
+        if not 12 <= len(d) <= 19:
+            return False
+        total = sum(d[-1::-2]) + sum(sum(divmod(2 * x, 10)) for x in d[-2::-2])
+        return total % 10 == 0
+
+
 def _street_address_recognizer() -> PatternRecognizer:
     suffix = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Square|Sq|"
               r"Terrace|Way|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Trl)\.?")
@@ -139,6 +178,10 @@ def build_analyzer(spacy_model: str = DEFAULT_SPACY_MODEL, enabled: Iterable[str
         if name in enabled:
             registry.add_recognizer(cls())
     registry.add_recognizer(_street_address_recognizer())
+    if "PhoneRecognizer" in enabled:
+        registry.add_recognizer(GenericPhoneRecognizer())
+    if "CreditCardRecognizer" in enabled:
+        registry.add_recognizer(LuhnCardRecognizer())
     for r in extra_recognizers:
         registry.add_recognizer(r)
     log.info("PII analyzer ready: spaCy %s pipes=%s recognizers=%s", spacy_model, nlp.pipe_names,
