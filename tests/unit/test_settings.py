@@ -64,3 +64,14 @@ def test_yaml_syntax_error_has_line():
 def test_key_hash_must_be_sha256():
     with pytest.raises(ConfigError, match="key_hash"):
         parse_config(GOOD.replace("key: sk-1", "key_hash: md5:abc").replace("os.environ/MG_TEST_MISTRAL_KEY", "k"))
+
+
+def test_shipped_example_config_is_valid(monkeypatch):
+    from pathlib import Path
+    for var in ("REDIS_URL", "MISTRAL_API_KEY", "TOGETHERAI_API_KEY", "GROQ_API_KEY", "FIREWORKS_API_KEY",
+                "MIXGUARD_ADMIN_KEY", "BILLING_APP_KEY"):
+        monkeypatch.setenv(var, "x")
+    path = Path(__file__).resolve().parents[2] / "deploy" / "config.example.yaml"
+    cfg = parse_config(path.read_text(), str(path))
+    assert cfg.router_settings.fallback_map()["mixtral"][0] == "mixtral-mistral"
+    assert [d.litellm_params.openai_compatible for d in cfg.model_list].count(True) == 1
