@@ -89,7 +89,9 @@ def test_streaming_falls_back_before_first_byte(faulty, fb_client, hosted):
 
 
 def test_stream_broken_after_first_byte_reports_error_not_fallback(faulty, fb_client):
-    _reset(faulty, drop_after=2)
+    # token_ms: the first event must reach the gateway before the break; a stream that breaks
+    # before anything was read legitimately falls back instead (nothing was sent yet).
+    _reset(faulty, drop_after=2, token_ms=50.0)
     got = []
     with pytest.raises(openai.APIError):
         for c in fb_client.chat.completions.create(model="mixtral", stream=True,
