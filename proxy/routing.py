@@ -86,6 +86,14 @@ class Router:
                413: errors.PayloadTooLarge, 422: errors.Unprocessable}.get(exc.status or 0, errors.BadRequest)
         return cls(f"Backend rejected the request: {msg}")
 
+    def _failed(self, backend: Backend, exc: BackendError, attempts: list[Attempt]) -> BackendError:
+        """Count a failed attempt; re-raise at once when the caller is at fault (no fallback)."""
+        METRICS.backend_errors.labels(backend.id, "timeout" if exc.timeout else str(exc.status or "connection")).inc()
+        if not exc.retryable:
+            raise self._client_error(exc) from None
+        attempts.append(Attempt(backend.id, exc.reason))
+        return exc
+
     async def request(self, model: str, kind: str, body: dict[str, Any]) -> tuple[dict[str, Any], RouteResult]:
         attempts: list[Attempt] = []
         last: BackendError | None = None
@@ -95,11 +103,7 @@ class Router:
                     out = await backend.request(kind, body)
                     return out, RouteResult(backend, attempts)
                 except BackendError as exc:
-                    METRICS.backend_errors.labels(backend.id, "timeout" if exc.timeout else str(exc.status or "connection")).inc()
-                    if not exc.retryable:
-                        raise self._client_error(exc) from None
-                    attempts.append(Attempt(backend.id, exc.reason))
-                    last = exc
+                    last = self._failed(backend, exc, attempts)
         raise self._final_error(last, attempts)
 
     async def open_stream(self, model: str, kind: str, body: dict[str, Any]) -> StreamStart:
@@ -116,9 +120,5 @@ class Router:
                     err = exc if isinstance(exc, BackendError) else BackendError(
                         f"timeout after {backend.stream_timeout:g}s" if isinstance(exc, asyncio.TimeoutError)
                         else "empty stream", timeout=isinstance(exc, asyncio.TimeoutError))
-                    METRICS.backend_errors.labels(backend.id, "timeout" if err.timeout else str(err.status or "connection")).inc()
-                    if not err.retryable:
-                        raise self._client_error(err) from None
-                    attempts.append(Attempt(backend.id, err.reason))
-                    last = err
+                    last = self._failed(backend, err, attempts)
         raise self._final_error(last, attempts)
