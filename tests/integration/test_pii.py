@@ -244,3 +244,28 @@ def test_vault_entries_are_encrypted_scoped_and_expire(pii_gateway, redis_server
 def test_pii_values_never_reach_gateway_logs(pii_gateway):
     out = pii_gateway.output()
     assert all(v not in out for v in PII_VALUES)
+
+
+def test_restore_can_be_turned_off_for_hosted_fallbacks(primary, redis_server):
+    """A policy with restore_on_fallback: false leaves placeholders in answers from hosted providers."""
+    faulty, hosted = Standin("--error-rate", "1.0"), Standin()
+    pdir = Path(tempfile.mkdtemp(prefix="mg-policies-"))
+    shutil.copy(ROOT / "policies" / "default.yaml", pdir / "default.yaml")
+    (pdir / "onprem.yaml").write_text("name: onprem\npii:\n  restore_on_fallback: false\n  output_action: allow\n")
+    cfg = gateway_config({"model": "openai/mixtral", "api_base": f"{faulty.url}/v1"},
+                         fallbacks=[{"id": "mistral-hosted", "params": {"model": "mistral/open-mixtral-8x7b",
+                                                                         "api_base": f"{hosted.url}/v1", "api_key": "k"}}],
+                         redis_url=redis_server.url, extra={"policies_dir": str(pdir)})
+    cfg["mixguard"]["api_keys"].append({"key": "sk-onprem", "app": "onprem", "policy": "onprem", "id": "key-onprem"})
+    g = Gateway(cfg)
+    try:
+        msgs = [{"role": "user", "content": "I am Maria Gonzalez"}]
+        raw = _client(g, "sk-onprem").chat.completions.with_raw_response.create(model="mixtral", messages=msgs)
+        assert raw.headers["x-mixguard-backend"] == "mistral-hosted"
+        assert raw.parse().choices[0].message.content == "I am <PERSON_1>"
+        restored = _client(g).chat.completions.create(model="mixtral", messages=msgs).choices[0].message.content
+        assert restored == "I am Maria Gonzalez"  # the default policy restores answers from fallbacks
+    finally:
+        g.stop()
+        faulty.stop()
+        hosted.stop()
