@@ -14,7 +14,6 @@ log = logging.getLogger("mixguard.redis")
 
 class RedisHandle:
     def __init__(self, url: str | None, prefix: str = "mixguard:") -> None:
-        self.configured_url = url
         self.prefix = prefix
         self._embedded = None
         self.client: aioredis.Redis | None = None

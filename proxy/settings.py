@@ -155,10 +155,6 @@ class GatewayConfig(_Strict):
                     raise ValueError(f"router_settings.fallbacks names '{name}', which no model_list entry has")
         return self
 
-    @property
-    def source(self) -> str:
-        return getattr(self, "_source", "<config>")
-
 
 def _resolve_env(node: Any, path: tuple[Any, ...], missing: list[tuple[tuple[Any, ...], str]]) -> Any:
     if isinstance(node, dict):
@@ -221,7 +217,6 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     assert cfg is not None
-    object.__setattr__(cfg, "_source", source)
     return cfg
 
 
