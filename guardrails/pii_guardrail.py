@@ -18,7 +18,7 @@ from .base import Decision, GuardContext
 from .pii.analyzer import AnalysisFailed, PiiAnalyzer, Span
 from .pii.placeholders import PLACEHOLDER, StreamRestorer
 from .pii.vault import Vault
-from policies.loader import LoadedPolicy
+from policies.store import PolicyStore
 from policies.models import PiiPolicy
 
 #: Entities checked in model output without NER (fast enough for streams).
@@ -73,7 +73,7 @@ def _select(spans: list[Span]) -> list[Span]:
 class PiiGuardrail:
     name = "pii"
 
-    def __init__(self, analyzer: PiiAnalyzer, vault: Vault, policies: dict[str, LoadedPolicy],
+    def __init__(self, analyzer: PiiAnalyzer, vault: Vault, policies: PolicyStore,
                  is_hosted: Callable[[str | None], bool] = lambda _: False) -> None:
         self.analyzer = analyzer
         self.vault = vault
@@ -87,8 +87,7 @@ class PiiGuardrail:
         self.analyzer.redis = client
 
     def _policy(self, ctx: GuardContext) -> PiiPolicy:
-        lp = self.policies.get(ctx.policy) or self.policies["default"]
-        return lp.policy.pii
+        return self.policies.get(ctx.policy).policy.pii
 
     @staticmethod
     def _entities(policy: PiiPolicy) -> list[str]:
@@ -113,6 +112,7 @@ class PiiGuardrail:
             return
         slots = collect_slots(kind, body)
         if not slots:
+            ctx.state["pii_checked"] = True
             return
         try:
             found = await self.analyzer.analyze_many([s.text for s in slots], self._entities(policy),
@@ -124,14 +124,26 @@ class PiiGuardrail:
         plans: list[list[tuple[Span, str]]] = []
         counts: Counter[tuple[str, str]] = Counter()
         to_mask: dict[tuple[str, str], None] = {}
+        detected: set[str] = set()
+        allowed_values: dict[str, list[str]] = {}
+        monitored: Counter[tuple[str, str]] = Counter()
         for slot, spans in zip(slots, found):
             literal = [Span(m.start(), m.end(), "LITERAL", 2.0) for m in PLACEHOLDER.finditer(slot.text)]
             keep = []
             for s in spans:
                 rule = policy.rule(s.entity)
-                if s.score < (rule.threshold or 0) or rule.action == "allow":
+                if s.score < (rule.threshold or 0):
                     continue
-                if slot.text[s.start:s.end].strip().lower() in allow:
+                value = slot.text[s.start:s.end]
+                if value.strip().lower() in allow:
+                    continue
+                detected.add(s.entity)
+                if rule.action == "allow":
+                    allowed_values.setdefault(s.entity, []).append(value)
+                    continue
+                if rule.mode == "monitor":  # decide and record, change nothing
+                    monitored[(s.entity, rule.action)] += 1
+                    allowed_values.setdefault(s.entity, []).append(value)
                     continue
                 keep.append(s)
             plan = []
@@ -144,6 +156,10 @@ class PiiGuardrail:
             plans.append(plan)
         for (entity, action), n in sorted(counts.items()):
             ctx.decisions.append(Decision("pii", f"pii.{entity}", action, 1.0, "enforce", {"count": n}))
+        for (entity, action), n in sorted(monitored.items()):
+            ctx.decisions.append(Decision("pii", f"pii.{entity}", action, 1.0, "monitor", {"count": n}))
+        ctx.state["pii_detected"] = detected
+        ctx.state["pii_allowed_values"] = allowed_values  # raw, in memory only: residency may redact them
         blocked = sorted({e for (e, a) in counts if a == "block"})
         if blocked:
             raise errors.PolicyBlocked(f"Request blocked by policy '{ctx.policy}': rule pii.{blocked[0]} "
@@ -166,7 +182,12 @@ class PiiGuardrail:
                 text = text[:s.start] + self._replacement(s.entity, value, action, by_value) + text[s.end:]
             slot.write(text)
         ctx.state["pii_map"] = mapping
-        ctx.state["pii_counts"] = {e: n for (e, _), n in counts.items()}
+        pii_counts: Counter[str] = Counter()
+        for (e, _), n in [*counts.items(), *monitored.items()]:
+            if e != "LITERAL":
+                pii_counts[e] += n
+        ctx.state["pii_counts"] = dict(pii_counts)
+        ctx.state["pii_checked"] = True
 
     def _replacement(self, entity: str, value: str, action: str, by_value: dict[tuple[str, str], str]) -> str:
         if action == "mask":
@@ -189,7 +210,12 @@ class PiiGuardrail:
             return None
         return StreamRestorer(mapping, scan, hold)
 
-    def _invented_pii_scanner(self, ctx: GuardContext, policy: PiiPolicy) -> Callable[[str], str]:
+    def audit_redactor(self, ctx: GuardContext) -> Callable[[str], str] | None:
+        """For the audit record: the model's raw answer with invented identifiers redacted."""
+        policy = self._policy(ctx)
+        return self._invented_pii_scanner(ctx, policy, record=False) if policy.enabled else None
+
+    def _invented_pii_scanner(self, ctx: GuardContext, policy: PiiPolicy, record: bool = True) -> Callable[[str], str]:
         allow = {a.lower() for a in policy.allow_list}
         entities = [e for e in STRUCTURED if policy.rule(e).action != "allow"]
 
@@ -202,7 +228,8 @@ class PiiGuardrail:
                      and not PLACEHOLDER.search(text[s.start:s.end])]
             for s in reversed(_select(spans)):
                 text = text[:s.start] + f"[REDACTED:{s.entity}]" + text[s.end:]
-                ctx.decisions.append(Decision("pii", f"pii.output.{s.entity}", "redact", s.score, "enforce", {}))
+                if record:
+                    ctx.decisions.append(Decision("pii", f"pii.output.{s.entity}", "redact", s.score, "enforce", {}))
             return text
         return scan
 

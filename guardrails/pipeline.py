@@ -1,7 +1,7 @@
 """Runs the configured guardrails in order on the request, and their output filters on the answer."""
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from .base import GuardContext, Guardrail, OutputFilter
 
@@ -39,6 +39,29 @@ class Pipeline:
     async def check_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> None:
         for g in self.guardrails:
             await g.check_input(ctx, kind, body)
+
+    async def check_answer(self, ctx: GuardContext, text: str) -> str | None:
+        """Output rules on a whole answer: the refusal text of the first rule that refuses it."""
+        for g in self.guardrails:
+            check = getattr(g, "check_answer", None)
+            if check is not None and (refusal := await check(ctx, text)) is not None:
+                return refusal
+        return None
+
+    def checks_answers(self, ctx: GuardContext) -> bool:
+        return any(getattr(g, "wants_answer", lambda _: False)(ctx) for g in self.guardrails)
+
+    def audit_redactor(self, ctx: GuardContext) -> Callable[[str], str] | None:
+        """Rewrites the model's raw answer for the audit record (e.g. invented PII redacted)."""
+        fns = [f for g in self.guardrails if (f := getattr(g, "audit_redactor", lambda _: None)(ctx)) is not None]
+        if not fns:
+            return None
+
+        def redact(text: str) -> str:
+            for f in fns:
+                text = f(text)
+            return text
+        return redact
 
     def output_chain(self, ctx: GuardContext) -> _Chain | None:
         filters = [f for g in reversed(self.guardrails) if (f := g.output_filter(ctx)) is not None]

@@ -39,13 +39,18 @@ def _line(root: yaml.Node | None, loc: tuple) -> int:
 
 
 def load_policy_file(path: Path) -> LoadedPolicy:
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PolicyError(f"{path}:1: cannot read: {exc.strerror}") from None
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise PolicyError(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{path}:1: a policy file must be a mapping (name:, pii:, topics:, ...)")
     data.setdefault("name", path.stem)
     try:
         policy = Policy.model_validate(data)
@@ -55,17 +60,29 @@ def load_policy_file(path: Path) -> LoadedPolicy:
     return LoadedPolicy(policy, str(path), hashlib.sha256(text.encode()).hexdigest()[:12])
 
 
+def builtin_default() -> LoadedPolicy:
+    return LoadedPolicy(Policy(name="default"), "<built-in>", "builtin")
+
+
 def load_policies(directory: str | Path) -> dict[str, LoadedPolicy]:
+    """Every policy in `directory` (raises PolicyError on the first bad file), plus a default."""
     d = Path(directory)
     out: dict[str, LoadedPolicy] = {}
     if d.is_dir():
         for p in sorted(d.glob("*.yaml")):
             lp = load_policy_file(p)
             out[lp.policy.name] = lp
-    if "default" not in out:
-        out["default"] = LoadedPolicy(Policy(name="default"), "<built-in>", "builtin")
+    out.setdefault("default", builtin_default())
     return out
 
 
+def policy_schema() -> str:
+    schema = Policy.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mixguard policy"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
 def write_schema(path: str | Path) -> None:
-    Path(path).write_text(json.dumps(Policy.model_json_schema(), indent=2) + "\n")
+    """policies/schema.json: point editors at it (`# yaml-language-server: $schema=schema.json`)."""
+    Path(path).write_text(policy_schema())

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PiiAction = Literal["mask", "redact", "hash", "block", "allow"]
+Mode = Literal["enforce", "monitor"]
+RULE_NAME = r"^[A-Za-z0-9_.-]+$"
 
 
 class _Strict(BaseModel):
@@ -15,6 +17,7 @@ class _Strict(BaseModel):
 
 class EntityRule(_Strict):
     action: PiiAction = "mask"
+    mode: Mode | None = Field(default=None, description="monitor: record what would happen, change nothing")
     threshold: float | None = Field(default=None, ge=0, le=1, description="minimum score; default: pii.score_threshold")
 
 
@@ -58,19 +61,123 @@ class PiiPolicy(_Strict):
     restore_on_fallback: bool = True
     output_action: Literal["redact", "mask", "allow"] = "redact"
     analyze_timeout_s: float = Field(default=10.0, gt=0)
+    mode: Mode = Field(default="enforce", description="default mode of every entity rule")
 
     def rule(self, entity: str) -> EntityRule:
         r = self.entities.get(entity)
         if r is None:
             custom = next((c for c in self.recognizers if c.entity == entity), None)
             action = custom.action if custom is not None else self.default_action
-            return EntityRule(action=action, threshold=self.score_threshold)
+            return EntityRule(action=action, threshold=self.score_threshold, mode=self.mode)
         if isinstance(r, str):
-            return EntityRule(action=r, threshold=self.score_threshold)
-        return EntityRule(action=r.action, threshold=self.score_threshold if r.threshold is None else r.threshold)
+            return EntityRule(action=r, threshold=self.score_threshold, mode=self.mode)
+        return EntityRule(action=r.action, threshold=self.score_threshold if r.threshold is None else r.threshold,
+                          mode=r.mode or self.mode)
+
+
+class TopicRule(_Strict):
+    """A topic, matched by keywords/regex (score 1.0) or by meaning (cosine similarity to examples)."""
+
+    name: str = Field(pattern=RULE_NAME)
+    description: str = ""
+    examples: list[str] = Field(default_factory=list, description="prompts on this topic, for semantic matching")
+    keywords: list[str] = Field(default_factory=list, description="whole words or phrases, case-insensitive")
+    regex: list[str] = Field(default_factory=list)
+    threshold: float = Field(default=0.55, ge=0, le=1, description="minimum cosine similarity to an example")
+    mode: Mode | None = None
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: list[str]) -> list[str]:
+        for r in v:
+            try:
+                re.compile(r)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {r!r}: {exc}") from None
+        return v
+
+
+class Refusal(_Strict):
+    style: Literal["completion", "error"] = Field(
+        default="completion",
+        description="completion: an answer with finish_reason content_filter; error: HTTP 400")
+    message: str = "I can't help with that request: it is outside what this assistant may discuss."
+
+
+class TopicPolicy(_Strict):
+    mode: Mode = "enforce"
+    deny: list[TopicRule] = Field(default_factory=list)
+    allow: list[TopicRule] = Field(default_factory=list,
+                                   description="if given, a prompt must match one of these or it is off-topic")
+    check_output: bool = Field(default=False, description="also check the model's answer against deny rules")
+    refusal: Refusal = Field(default_factory=Refusal)
+
+    @property
+    def empty(self) -> bool:
+        return not self.deny and not self.allow
+
+
+class SchemaContract(_Strict):
+    """The app's answers must be JSON matching this schema."""
+
+    name: str = Field(default="contract", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    json_schema: dict[str, Any] = Field(description="a JSON Schema (draft 2020-12)")
+    max_retries: int = Field(default=2, ge=0, le=5, description="re-asks with the validation error")
+    mode: Mode = "enforce"
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+        try:
+            Draft202012Validator.check_schema(v)
+        except SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return v
+
+
+class Residency(_Strict):
+    """Which data may leave the network (reach a hosted fallback), even masked."""
+
+    hosted_allowed_entities: list[str] | None = Field(
+        default=None, description="entity types that may reach hosted providers; null: all")
+    on_violation: Literal["refuse", "redact"] = Field(
+        default="refuse", description="refuse: 503 instead of the fallback; redact: irreversibly redact them")
+    mode: Mode = "enforce"
+
+
+class AuditPolicy(_Strict):
+    content: Literal["full", "truncated", "off"] = Field(
+        default="truncated", description="how much of the masked prompt and answer the audit record keeps")
+    truncate_chars: int = Field(default=500, ge=16)
+    on_unavailable: Literal["fail_open", "fail_closed"] = Field(
+        default="fail_open", description="when the audit store is down: keep serving (spool) or refuse (503)")
+
+
+class PolicyTest(_Strict):
+    """A test case the security team keeps with the policy: `mixguard policy test DIR` runs it."""
+
+    name: str | None = None
+    input: str | None = Field(default=None, description="a user prompt")
+    output: str | None = Field(default=None, description="a model answer (checked by output rules)")
+    expect: Literal["allow", "block"] = Field(description="block if any enforce rule refuses it")
+    rule: str | None = Field(default=None, description="the rule expected to fire, e.g. topic.medical")
+    entities: list[str] | None = Field(default=None, description="PII entity types expected in the text")
+
+    @model_validator(mode="after")
+    def _one_text(self) -> "PolicyTest":
+        if (self.input is None) == (self.output is None):
+            raise ValueError("give exactly one of 'input' or 'output'")
+        return self
 
 
 class Policy(_Strict):
-    name: str
+    name: str = Field(pattern=RULE_NAME)
     description: str = ""
     pii: PiiPolicy = Field(default_factory=PiiPolicy)
+    topics: TopicPolicy = Field(default_factory=TopicPolicy)
+    contract: SchemaContract | None = None
+    residency: Residency = Field(default_factory=Residency)
+    audit: AuditPolicy = Field(default_factory=AuditPolicy)
+    tests: list[PolicyTest] = Field(default_factory=list)

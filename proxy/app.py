@@ -6,7 +6,10 @@ One request walks: edge middleware (request id, metrics) → auth → body check
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import os
+import re
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -17,12 +20,18 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response, StreamingResponse
 
-from guardrails.base import GuardContext
+from guardrails.base import Decision, GuardContext
 from guardrails.pipeline import Pipeline
+from guardrails.schema_contract import ContractChecker
+from policies.loader import LoadedPolicy
+from policies.store import PolicyStore
 
 from . import errors, responses_api, validation
+from .audit.chain import resolve_key
+from .audit.record import AuditDraft, render_prompt
+from .audit.writer import AuditWriter
 from .auth import KeyStore, Principal
-from .backends import BackendError
+from .backends import Backend, BackendError
 from .edge import EdgeMiddleware
 from .metrics import METRICS
 from .redis_store import RedisHandle
@@ -45,15 +54,32 @@ def _sse(data: Any) -> bytes:
 class Gateway:
     """Everything one gateway process holds; routes are its methods."""
 
-    def __init__(self, config: GatewayConfig, pipeline: Pipeline | None = None) -> None:
+    def __init__(self, config: GatewayConfig, pipeline: Pipeline | None = None,
+                 policies: PolicyStore | None = None) -> None:
         self.config = config
         ms = config.mixguard
         self.keys = KeyStore(ms.api_keys, ms.admin_key)
         self.router = Router(config)
         self.redis = RedisHandle(ms.redis_url, ms.redis_prefix)
         self.pipeline = pipeline if pipeline is not None else Pipeline()
+        self.policies = policies if policies is not None else PolicyStore(ms.policies_dir)
+        self.hosted = {d.backend_id for d in config.model_list if d.hosted}
         self.started_at = int(time.time())
         self.max_body = ms.max_body_bytes
+        self.audit: AuditWriter | None = None
+        self.audit_key = os.urandom(32)
+        if ms.audit.enabled:
+            self.audit_key, source = resolve_key(ms.audit.key_env, ms.audit.key_file)
+            log.info("audit records signed with the key from %s", source)
+            self.audit = AuditWriter(self.audit_key, ms.redis_prefix, os.path.expanduser(ms.audit.spool_path),
+                                     ms.audit.retention_records)
+        self.admin_session = os.urandom(32)
+        self._contracts: dict[tuple[str, str], ContractChecker] = {}
+        self._tasks: list[asyncio.Task] = []
+        for k in ms.api_keys:
+            if k.policy not in self.policies.policies:
+                log.warning("api key %s names policy '%s', which does not exist: 'default' applies",
+                            k.id or k.app, k.policy)
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -63,12 +89,41 @@ class Gateway:
             bind = getattr(g, "bind_redis", None)
             if bind is not None:
                 bind(self.redis.client)
+        if self.audit is not None:
+            self.audit.start(self.redis.client)
+        if self.config.mixguard.policy_reload_interval_s > 0:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._watch_policies()))
         if not len(self.keys):
             log.warning("no api_keys configured: every request will be refused with 401")
 
     async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self.audit is not None:
+            await self.audit.close()
         await self.router.close()
         await self.redis.close()
+
+    async def _watch_policies(self) -> None:
+        """Reload policies when a file in policies_dir changes (stat polling: no extra dependency)."""
+        interval = self.config.mixguard.policy_reload_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if self.policies.changed():
+                    await asyncio.to_thread(self.policies.reload)
+            except Exception as exc:  # the watcher must outlive any one bad reload
+                log.error("policy reload failed: %s", type(exc).__name__)
+
+    def request_done(self, state: dict[str, Any], status: int) -> None:
+        """Called by the edge middleware when a response has been sent: queue its audit record."""
+        draft = state.get("audit")
+        if draft is None or self.audit is None:
+            return
+        draft.t_end = time.perf_counter()
+        draft.status = status
+        draft.error_code = draft.error_code or state.get("error_code")
+        self.audit.submit(draft)
 
     # --- request plumbing --------------------------------------------------------------------
     async def _read_body(self, request: Request) -> bytes:
@@ -83,23 +138,87 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _context(self, request: Request, principal: Principal) -> GuardContext:
-        return GuardContext(key_id=principal.key_id, app=principal.app, policy=principal.policy,
+    def _context(self, request: Request, principal: Principal, lp: LoadedPolicy) -> GuardContext:
+        return GuardContext(key_id=principal.key_id, app=principal.app, policy=lp.policy.name,
                             request_id=request.scope["state"]["request_id"],
                             conversation_id=request.headers.get("x-conversation-id"))
 
-    async def _begin(self, request: Request) -> tuple[Principal, dict[str, Any]]:
+    @staticmethod
+    def _draft(request: Request, endpoint: str) -> AuditDraft:
+        state = request.scope["state"]
+        d = state["audit"] = AuditDraft(state["request_id"], endpoint)
+        return d
+
+    async def _begin(self, request: Request, draft: AuditDraft) -> tuple[Principal, dict[str, Any], LoadedPolicy]:
         principal = self.keys.authenticate(request.headers.get("authorization"))
+        lp = self.policies.get(principal.policy)
+        draft.key_id, draft.app = principal.key_id, principal.app
+        draft.policy, draft.policy_version = lp.policy.name, lp.version
+        draft.content, draft.truncate_chars = lp.policy.audit.content, lp.policy.audit.truncate_chars
+        request.scope["state"]["extra_headers"] = {"x-mixguard-policy": f"{lp.policy.name}@{lp.version}"}
+        if self.audit is not None and self.audit.degraded and lp.policy.audit.on_unavailable == "fail_closed":
+            raise errors.AuditUnavailable("Audit store unavailable and policy "
+                                          f"'{lp.policy.name}' fails closed: request refused")
         body = validation.parse_json_object(await self._read_body(request))
-        return principal, body
+        return principal, body, lp
+
+    async def _guard(self, ctx: GuardContext, kind: str, body: dict[str, Any], draft: AuditDraft) -> None:
+        draft.ctx = ctx
+        t = time.perf_counter()
+        try:
+            if self.pipeline:
+                await self.pipeline.check_input(ctx, kind, body)
+        finally:
+            draft.guard_ms = (time.perf_counter() - t) * 1000
+        if ctx.state.get("pii_checked"):  # only masked text is ever recorded
+            draft.prompt = render_prompt(kind, body)
+            draft.redact_answer = self.pipeline.audit_redactor(ctx)
 
     @staticmethod
-    def _mark(request: Request, result: RouteResult) -> None:
+    def _mark(request: Request, result: RouteResult, draft: AuditDraft) -> None:
         state = request.scope["state"]
-        state["backend"] = result.backend.id
+        state["backend"] = draft.backend = result.backend.id
         if result.attempts:
-            state["extra_headers"] = {"x-mixguard-fallback-reason": result.fallback_reason or ""}
+            draft.fallback_reason = result.fallback_reason
+            draft.attempts = [{"backend": a.backend, "reason": a.reason} for a in result.attempts]
+            state.setdefault("extra_headers", {})["x-mixguard-fallback-reason"] = result.fallback_reason or ""
             METRICS.fallbacks.labels(state["model"], result.backend.id).inc()
+
+    def _contract(self, lp: LoadedPolicy, kind: str) -> ContractChecker | None:
+        if lp.policy.contract is None or kind != "chat":
+            return None
+        key = (lp.policy.name, lp.version)
+        c = self._contracts.get(key)
+        if c is None:
+            c = self._contracts[key] = ContractChecker(lp.policy.contract)
+        return c
+
+    def _gate(self, ctx: GuardContext, lp: LoadedPolicy) -> Any:
+        """Residency: what a hosted backend may receive, decided per backend just before the call."""
+        res = lp.policy.residency
+        if res.hosted_allowed_entities is None or not self.hosted:
+            return None
+        allowed = set(res.hosted_allowed_entities)
+
+        def gate(backend: Backend, body: dict[str, Any]) -> dict[str, Any]:
+            if backend.id not in self.hosted:
+                return body
+            bad = sorted(set(ctx.state.get("pii_detected", ())) - allowed)
+            if not bad:
+                return body
+            action = "monitor" if res.mode == "monitor" else ("block" if res.on_violation == "refuse" else "redact")
+            if not ctx.state.get("residency_recorded"):
+                ctx.state["residency_recorded"] = True
+                ctx.decisions.append(Decision("residency", "residency.hosted", action, 1.0, res.mode,
+                                              {"entities": bad, "backend": backend.id}))
+            if action == "monitor":
+                return body
+            if action == "block":
+                raise errors.ResidencyRefused(
+                    f"Fallback to hosted backend '{backend.id}' refused by policy '{lp.policy.name}': "
+                    f"{', '.join(bad)} may not leave the network")
+            return _redact_for_hosted(body, set(bad), ctx.state.get("pii_allowed_values", {}))
+        return gate
 
     @staticmethod
     def _count_tokens(model: str, backend: str, usage: dict[str, Any] | None) -> None:
@@ -128,30 +247,102 @@ class Gateway:
         return await self._complete(request, "completions")
 
     async def _complete(self, request: Request, kind: str) -> Response:
-        principal, body = await self._begin(request)
+        draft = self._draft(request, kind)
+        principal, body, lp = await self._begin(request, draft)
         model = validation.chat(body) if kind == "chat" else validation.completions(body)
-        request.scope["state"]["model"] = model
-        ctx = self._context(request, principal)
-        if self.pipeline:
-            await self.pipeline.check_input(ctx, kind, body)
-        if body.get("stream"):
-            start = await self.router.open_stream(model, kind, body)
-            self._mark(request, start.result)
+        request.scope["state"]["model"] = draft.model = model
+        draft.stream = bool(body.get("stream"))
+        ctx = self._context(request, principal, lp)
+        try:
+            await self._guard(ctx, kind, body, draft)
+        except errors.PolicyRefusal as r:
+            if not r.as_completion:
+                raise
+            draft.refused = True
+            data = _refusal_completion(kind, model, r.refusal, ctx.request_id)
+            if draft.stream:
+                return StreamingResponse(_refusal_stream(data), media_type="text/event-stream", headers=SSE_HEADERS)
+            return _json(data)
+        checker = self._contract(lp, kind)
+        if checker is not None:
+            checker.prepare(body)
+        gate = self._gate(ctx, lp)
+        if draft.stream:
+            start = await self.router.open_stream(model, kind, body, gate)
+            self._mark(request, start.result, draft)
             ctx.backend = start.result.backend.id
-            return StreamingResponse(self._sse_body(ctx, kind, model, start), media_type="text/event-stream",
-                                     headers=SSE_HEADERS)
-        data, result = await self.router.request(model, kind, body)
-        self._mark(request, result)
-        ctx.backend = result.backend.id
-        self.pipeline.apply_to_response(self.pipeline.output_chain(ctx), kind, data)
-        self._count_tokens(model, result.backend.id, data.get("usage"))
+            return StreamingResponse(self._sse_body(ctx, kind, model, start, draft, checker),
+                                     media_type="text/event-stream", headers=SSE_HEADERS)
+        data = await self._request_with_contract(request, ctx, kind, model, body, draft, checker, gate)
+        self._count_tokens(model, ctx.backend or "", data.get("usage"))
         return _json(data)
 
-    async def _events(self, ctx: GuardContext, kind: str, start: Any) -> AsyncIterator[dict[str, Any]]:
+    async def _request_with_contract(self, request: Request, ctx: GuardContext, kind: str, model: str,
+                                     body: dict[str, Any], draft: AuditDraft, checker: ContractChecker | None,
+                                     gate: Any) -> dict[str, Any]:
+        """One backend call, or (with a schema contract) up to 1 + max_retries calls with re-asks."""
+        tries = 1 + (checker.contract.max_retries if checker is not None and checker.contract.mode == "enforce" else 0)
+        for attempt in range(1, tries + 1):
+            data, result = await self.router.request(model, kind, body, gate)
+            self._mark(request, result, draft)
+            ctx.backend = result.backend.id
+            draft.usage = data.get("usage")
+            raw = _answer_texts(kind, data)
+            draft.answer_parts = raw[:1]
+            self.pipeline.apply_to_response(self.pipeline.output_chain(ctx), kind, data)
+            await self._check_answer(ctx, kind, data)
+            if checker is None:
+                return data
+            text = _answer_texts(kind, data)[0] if data.get("choices") else ""
+            violations = checker.violations(text)
+            name = f"schema.{checker.contract.name}"
+            draft.schema = {"valid": not violations, "attempts": attempt, "violations": [str(v) for v in violations]}
+            if not violations:
+                return data
+            if checker.contract.mode == "monitor":
+                ctx.decisions.append(Decision("schema", name, "monitor", 1.0, "monitor", {}))
+                return data
+            if attempt == tries:
+                ctx.decisions.append(Decision("schema", name, "block", 1.0, "enforce", {}))
+                raise errors.SchemaViolation(
+                    f"The answer does not match the contract '{checker.contract.name}' after {tries} attempt(s): "
+                    + "; ".join(map(str, violations)), param="response_format")
+            ctx.decisions.append(Decision("schema", name, "reask", 1.0, "enforce", {}))
+            body["messages"] = [*body["messages"], {"role": "assistant", "content": raw[0] if raw else ""},
+                                {"role": "user", "content": checker.reask(violations)}]
+        raise AssertionError("unreachable")
+
+    async def _check_answer(self, ctx: GuardContext, kind: str, data: dict[str, Any]) -> None:
+        """Output rules on a whole answer (topic rules with check_output)."""
+        for choice in data.get("choices") or []:
+            msg = choice.get("message") if kind == "chat" else None
+            text = (msg or {}).get("content") if kind == "chat" else choice.get("text")
+            if not isinstance(text, str) or not text:
+                continue
+            refusal = await self.pipeline.check_answer(ctx, text)
+            if refusal is not None:
+                if kind == "chat":
+                    msg["content"] = refusal
+                    msg.pop("tool_calls", None)
+                else:
+                    choice["text"] = refusal
+                choice["finish_reason"] = "content_filter"
+
+    async def _events(self, ctx: GuardContext, kind: str, start: Any, draft: AuditDraft) -> AsyncIterator[dict[str, Any]]:
         async def raw() -> AsyncIterator[dict[str, Any]]:
-            yield start.first
-            async for ev in start.events:
+            parts = draft.answer_parts
+            ev = start.first
+            while True:
+                for choice in ev.get("choices") or []:  # the model's (placeholder) text, for the audit record
+                    if choice.get("index", 0) == 0:
+                        piece = (choice.get("delta") or {}).get("content") if kind == "chat" else choice.get("text")
+                        if isinstance(piece, str):
+                            parts.append(piece)
                 yield ev
+                try:
+                    ev = await start.events.__anext__()
+                except StopAsyncIteration:
+                    return
         events = raw()
         if self.pipeline and self.pipeline.output_chain(ctx) is not None:
             events = self.pipeline.apply_to_stream(lambda: self.pipeline.output_chain(ctx), kind, events)
@@ -161,39 +352,99 @@ class Gateway:
         finally:
             await start.events.aclose()
 
-    async def _sse_body(self, ctx: GuardContext, kind: str, model: str, start: Any) -> AsyncIterator[bytes]:
+    async def _sse_body(self, ctx: GuardContext, kind: str, model: str, start: Any, draft: AuditDraft,
+                        checker: ContractChecker | None = None) -> AsyncIterator[bytes]:
+        shown: list[str] = []  # what the caller saw, for end-of-stream checks
+        end_checks = checker is not None or self.pipeline.checks_answers(ctx)
         try:
-            async for ev in self._events(ctx, kind, start):
+            async for ev in self._events(ctx, kind, start, draft):
+                if draft.ttft_ms is None:
+                    draft.ttft_ms = (time.perf_counter() - draft.t0) * 1000
                 if ev.get("usage"):
+                    draft.usage = ev["usage"]
                     self._count_tokens(model, start.result.backend.id, ev["usage"])
+                if end_checks:
+                    await self._stream_end_checks(ctx, kind, ev, shown, draft, checker)
                 yield _sse(ev)
             yield b"data: [DONE]\n\n"
         except (BackendError, errors.GatewayError) as exc:
-            yield _sse(self._error_event(exc))
+            body = self._error_event(exc)
+            draft.error_code = body["error"].get("code")
+            yield _sse(body)
+
+    async def _stream_end_checks(self, ctx: GuardContext, kind: str, ev: dict[str, Any], shown: list[str],
+                                 draft: AuditDraft, checker: ContractChecker | None) -> None:
+        """Streams cannot be taken back: rules on the whole answer are reported in the final chunk."""
+        for choice in ev.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            piece = (choice.get("delta") or {}).get("content") if kind == "chat" else choice.get("text")
+            if isinstance(piece, str):
+                shown.append(piece)
+            if not choice.get("finish_reason"):
+                continue
+            text = "".join(shown)
+            note: dict[str, Any] = {}
+            if checker is not None:
+                violations = checker.violations(text)
+                note["schema"] = {"name": checker.contract.name, "valid": not violations,
+                                  "violations": [str(v) for v in violations]}
+                draft.schema = {"valid": not violations, "attempts": 1, "violations": note["schema"]["violations"]}
+                if violations:
+                    mode = checker.contract.mode
+                    ctx.decisions.append(Decision("schema", f"schema.{checker.contract.name}",
+                                                  "block" if mode == "enforce" else "monitor", 1.0, mode, {}))
+            if await self.pipeline.check_answer(ctx, text) is not None:
+                choice["finish_reason"] = "content_filter"
+                note["topic"] = "refused"
+            if note:
+                ev["mixguard"] = note
 
     # --- Responses API -------------------------------------------------------------------------
     async def responses(self, request: Request) -> Response:
-        principal, body = await self._begin(request)
+        draft = self._draft(request, "responses")
+        principal, body, lp = await self._begin(request, draft)
         chat = responses_api.to_chat_body(body)
         model = validation.chat(chat)
-        request.scope["state"]["model"] = model
-        ctx = self._context(request, principal)
-        if self.pipeline:
-            await self.pipeline.check_input(ctx, "chat", chat)
-        if body.get("stream"):
+        request.scope["state"]["model"] = draft.model = model
+        draft.stream = bool(body.get("stream"))
+        ctx = self._context(request, principal, lp)
+        try:
+            await self._guard(ctx, "chat", chat, draft)
+        except errors.PolicyRefusal as r:
+            if not r.as_completion:
+                raise
+            draft.refused = True
+            data = _refusal_completion("chat", model, r.refusal, ctx.request_id)
+            if draft.stream:
+                return StreamingResponse(responses_api.stream_events(_chunks_of(data), body, self._error_event),
+                                         media_type="text/event-stream", headers=SSE_HEADERS)
+            return _json(responses_api.from_chat_response(data, body))
+        gate = self._gate(ctx, lp)
+        if draft.stream:
             chat["stream"] = True
             chat["stream_options"] = {"include_usage": True}
-            start = await self.router.open_stream(model, "chat", chat)
-            self._mark(request, start.result)
+            start = await self.router.open_stream(model, "chat", chat, gate)
+            self._mark(request, start.result, draft)
             ctx.backend = start.result.backend.id
-            return StreamingResponse(responses_api.stream_events(self._events(ctx, "chat", start), body, self._error_event),
+            return StreamingResponse(responses_api.stream_events(self._events(ctx, "chat", start, draft), body,
+                                                                 self._error_event),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
-        data, result = await self.router.request(model, "chat", chat)
-        self._mark(request, result)
-        ctx.backend = result.backend.id
-        self.pipeline.apply_to_response(self.pipeline.output_chain(ctx), "chat", data)
-        self._count_tokens(model, result.backend.id, data.get("usage"))
+        data = await self._request_with_contract(request, ctx, "chat", model, chat, draft, None, gate)
+        self._count_tokens(model, ctx.backend or "", data.get("usage"))
         return _json(responses_api.from_chat_response(data, body))
+
+    # --- admin ---------------------------------------------------------------------------------
+    async def admin_policies(self, request: Request) -> Response:
+        self.keys.authenticate_admin(request.headers.get("authorization"))
+        return _json(self.policies.describe())
+
+    async def admin_policies_reload(self, request: Request) -> Response:
+        self.keys.authenticate_admin(request.headers.get("authorization"))
+        report = await asyncio.to_thread(self.policies.reload)
+        out = {"ok": report.ok, "loaded": report.loaded, "unchanged": report.unchanged, "removed": report.removed,
+               "errors": report.errors, "active": {n: lp.version for n, lp in sorted(self.policies.policies.items())}}
+        return _json(out, 200 if report.ok else 422)
 
     # --- models, health, metrics ---------------------------------------------------------------
     async def models(self, request: Request) -> Response:
@@ -219,8 +470,68 @@ class Gateway:
         return Response(METRICS.render(), media_type="text/plain; version=0.0.4")
 
 
-def _gateway_error_handler(_: Request, exc: Exception) -> Response:
+def _answer_texts(kind: str, data: dict[str, Any]) -> list[str]:
+    out = []
+    for choice in data.get("choices") or []:
+        t = (choice.get("message") or {}).get("content") if kind == "chat" else choice.get("text")
+        out.append(t if isinstance(t, str) else "")
+    return out
+
+
+def _refusal_completion(kind: str, model: str, text: str, request_id: str) -> dict[str, Any]:
+    """A policy refusal shaped as an ordinary answer, as OpenAI's moderation refusals are."""
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    if kind == "chat":
+        return {"id": f"chatcmpl-mg-{request_id}", "object": "chat.completion", "created": int(time.time()),
+                "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                             "logprobs": None, "finish_reason": "content_filter"}], "usage": usage}
+    return {"id": f"cmpl-mg-{request_id}", "object": "text_completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "content_filter"}], "usage": usage}
+
+
+async def _chunks_of(data: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """A whole completion as stream chunks (role, content, finish)."""
+    chat = data["object"] == "chat.completion"
+    base = {"id": data["id"], "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": data["created"], "model": data["model"]}
+    c = data["choices"][0]
+    if chat:
+        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        yield {**base, "choices": [{"index": 0, "delta": {"content": c["message"]["content"]}, "finish_reason": None}]}
+        yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": c["finish_reason"]}]}
+    else:
+        yield {**base, "choices": [{"index": 0, "text": c["text"], "finish_reason": c["finish_reason"]}]}
+
+
+async def _refusal_stream(data: dict[str, Any]) -> AsyncIterator[bytes]:
+    async for chunk in _chunks_of(data):
+        yield _sse(chunk)
+    yield b"data: [DONE]\n\n"
+
+
+_TYPED_PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_\d+>")
+
+
+def _redact_for_hosted(body: dict[str, Any], entities: set[str], raw_values: dict[str, list[str]]) -> dict[str, Any]:
+    """A copy of a (masked) body in which the given entity types are irreversibly redacted."""
+    out = copy.deepcopy(body)
+    values = sorted({v for e in entities for v in raw_values.get(e, ())}, key=len, reverse=True)
+
+    def fix(text: str) -> str:
+        text = _TYPED_PLACEHOLDER.sub(lambda m: f"[REDACTED:{m.group(1)}]" if m.group(1) in entities else m.group(0), text)
+        for v in values:
+            text = text.replace(v, "[REDACTED]")
+        return text
+
+    from guardrails.pii_guardrail import collect_slots
+    for slot in collect_slots("completions" if "prompt" in out else "chat", out):
+        slot.write(fix(slot.text))
+    return out
+
+
+def _gateway_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.GatewayError)
+    request.scope.setdefault("state", {})["error_code"] = exc.code
     return Response(exc.json(), status_code=exc.status, media_type="application/json", headers=exc.headers)
 
 
@@ -241,8 +552,9 @@ def _validation_error_handler(_: Request, exc: Exception) -> Response:
     return _gateway_error_handler(_, errors.Unprocessable("Invalid request"))
 
 
-def create_app(config: GatewayConfig, pipeline: Pipeline | None = None) -> FastAPI:
-    gw = Gateway(config, pipeline)
+def create_app(config: GatewayConfig, pipeline: Pipeline | None = None,
+               policies: PolicyStore | None = None) -> FastAPI:
+    gw = Gateway(config, pipeline, policies)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -262,8 +574,15 @@ def create_app(config: GatewayConfig, pipeline: Pipeline | None = None) -> FastA
     add("/health/live", gw.live, methods=["GET"])
     add("/health/ready", gw.ready, methods=["GET"])
     add("/metrics", gw.metrics, methods=["GET"])
+    add("/admin/policies", gw.admin_policies, methods=["GET"])
+    add("/admin/policies/reload", gw.admin_policies_reload, methods=["POST"])
+    from .audit.web import AuditPages
+    pages = AuditPages(gw)
+    add("/admin/login", pages.login, methods=["GET", "POST"])
+    add("/admin/audit", pages.index, methods=["GET"])
+    add("/admin/audit/{record_id}", pages.detail, methods=["GET"])
     app.add_exception_handler(errors.GatewayError, _gateway_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
-    app.add_middleware(EdgeMiddleware)
+    app.add_middleware(EdgeMiddleware, on_done=gw.request_done)
     return app

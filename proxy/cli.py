@@ -14,6 +14,8 @@ from pathlib import Path
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from policies.loader import PolicyError
+
     from .settings import ConfigError, load_config
     from .wiring import build_app
 
@@ -23,7 +25,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"mixguard: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.mixguard.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = build_app(config)
+    try:
+        app = build_app(config)
+    except PolicyError as exc:
+        print(f"mixguard: invalid policy files:\n{exc}", file=sys.stderr)
+        return 2
     uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
                 log_level=config.mixguard.log_level, access_log=args.access_log, timeout_keep_alive=30)
     return 0
@@ -137,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--port", type=int, default=4000)
     q.add_argument("--standin-port", type=int, default=30000)
     q.set_defaults(func=_quickstart)
+
+    from policies.cli import add_parser as add_policy
+    from .audit.cli import add_parser as add_audit
+    add_policy(sub)
+    add_audit(sub)
     return p
 
 

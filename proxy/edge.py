@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from .errors import error_response_bytes
 from .metrics import METRICS
@@ -21,8 +21,9 @@ ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1
 
 
 class EdgeMiddleware:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, on_done: Callable[[dict, int], None] | None = None) -> None:
         self.app = app
+        self.on_done = on_done  # gets (request state, status) once the response is sent: audit
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -65,6 +66,11 @@ class EdgeMiddleware:
                                                 (b"content-length", str(len(body)).encode())]})
                 await send_wrapper({"type": "http.response.body", "body": body})
         finally:
+            if self.on_done is not None:
+                try:
+                    self.on_done(state, status)
+                except Exception as exc:  # auditing must never break a response already sent
+                    log.error("audit hook failed with %s (request %s)", type(exc).__name__, rid)
             route = ROUTES.get(scope.get("path", ""))
             if route is not None:
                 labels = (route, state["model"], state["backend"], str(status))

@@ -68,6 +68,21 @@ class PolicyBlocked(GatewayError):
     status, type, code = 400, "invalid_request_error", "content_policy_violation"
 
 
+class PolicyRefusal(PolicyBlocked):
+    """A policy rule refused the request; shown as a refusal completion or as this 400 error."""
+
+    def __init__(self, message: str, *, refusal: str, as_completion: bool, code: str) -> None:
+        super().__init__(message, code=code)
+        self.refusal = refusal
+        self.as_completion = as_completion
+
+
+class SchemaViolation(GatewayError):
+    """The model's answer did not satisfy the app's JSON Schema contract, after the re-asks."""
+
+    status, type, code = 502, "api_error", "schema_violation"
+
+
 class UpstreamError(GatewayError):
     """Every backend failed with an error response or a broken connection."""
 
@@ -82,6 +97,18 @@ class GuardrailUnavailable(ServiceUnavailable):
     """A guardrail could not decide (analyzer error or timeout): fail closed."""
 
     code = "guardrail_unavailable"
+
+
+class ResidencyRefused(ServiceUnavailable):
+    """The only remaining backend is hosted and the policy forbids this data to leave the network."""
+
+    code = "residency_refused"
+
+
+class AuditUnavailable(ServiceUnavailable):
+    """The audit store is down and the policy says to fail closed."""
+
+    code = "audit_unavailable"
 
 
 class UpstreamTimeout(GatewayError):

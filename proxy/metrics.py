@@ -22,6 +22,9 @@ class _Metrics:
                                       ["backend", "kind"], registry=r)
         self.guardrail_decisions = Counter("mixguard_guardrail_decisions_total", "Guardrail decisions",
                                            ["guardrail", "action"], registry=r)
+        self.audit_records = Counter("mixguard_audit_records_total",
+                                     "Audit records written, by destination (redis, spool, lost)",
+                                     ["destination"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

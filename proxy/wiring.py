@@ -1,38 +1,47 @@
-"""Builds the app from a config: which guardrails run, in which order, with what they need."""
-from __future__ import annotations
+"""Builds the app from a config: which guardrails run, in which order, with what they need.
 
-from pathlib import Path
+Order: topics first (a refused prompt costs no PII analysis and reaches nothing), then PII.
+Output filters run in reverse order (see guardrails.pipeline).
+"""
+from __future__ import annotations
 
 from fastapi import FastAPI
 
 from guardrails.pipeline import Pipeline
-from policies.loader import load_policies
+from policies.store import PolicyStore
 
 from .app import create_app
 from .settings import GatewayConfig
 
 
-def build_pipeline(config: GatewayConfig) -> Pipeline:
+def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
     ms = config.mixguard
-    steps = []
+    steps: list = []
+
+    from guardrails.topics.guardrail import TopicGuardrail
+
+    def encoder():
+        from guardrails.topics.embedder import shared_embedder
+        return shared_embedder(ms.embedding_model_dir).encode
+
+    steps.append(TopicGuardrail(store, encoder))
     if ms.pii.enabled:
-        from guardrails.pii.engine import build_analyzer
         from guardrails.pii.analyzer import PiiAnalyzer, custom_recognizer
+        from guardrails.pii.engine import DEFAULT_RECOGNIZERS, build_analyzer
         from guardrails.pii.vault import Vault, vault_key_from_env
         from guardrails.pii_guardrail import PiiGuardrail
 
-        policies = load_policies(Path(ms.policies_dir))
-        customs = [custom_recognizer(r) for lp in policies.values() for r in lp.policy.pii.recognizers]
-        extra = {n for lp in policies.values() for n in lp.policy.pii.enable_presidio_recognizers}
-        from guardrails.pii.engine import DEFAULT_RECOGNIZERS
+        customs = [custom_recognizer(r) for lp in store.values() for r in lp.policy.pii.recognizers]
+        extra = {n for lp in store.values() for n in lp.policy.pii.enable_presidio_recognizers}
         engine = build_analyzer(ms.pii.spacy_model, DEFAULT_RECOGNIZERS | extra, customs)
         key = vault_key_from_env(ms.pii.vault_key_env)
         analyzer = PiiAnalyzer(engine, None, ms.redis_prefix, key, workers=ms.pii.analysis_workers)
         vault = Vault(None, ms.redis_prefix, key, ms.pii.vault_ttl_seconds)
-        hosted = {d.backend_id for d in config.model_list if not d.litellm_params.openai_compatible}
-        steps.append(PiiGuardrail(analyzer, vault, policies, is_hosted=lambda b: b in hosted))
+        hosted = {d.backend_id for d in config.model_list if d.hosted}
+        steps.append(PiiGuardrail(analyzer, vault, store, is_hosted=lambda b: b in hosted))
     return Pipeline(steps)
 
 
 def build_app(config: GatewayConfig) -> FastAPI:
-    return create_app(config, build_pipeline(config))
+    store = PolicyStore(config.mixguard.policies_dir)
+    return create_app(config, build_pipeline(config, store), store)

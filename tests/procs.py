@@ -160,6 +160,7 @@ def gateway_config(primary: dict[str, Any], *, fallbacks: list[dict[str, Any]] |
         "model_list": model_list,
         "router_settings": {"timeout": 5, **(router or {}), **({"fallbacks": [{"mixtral": fb_names}]} if fb_names else {})},
         "mixguard": {"redis_url": redis_url, "admin_key": Gateway.ADMIN,
+                     "audit": {"spool_path": str(Path(tempfile.mkdtemp(prefix="mg-spool-")) / "audit.spool")},
                      "api_keys": [{"key": Gateway.KEY, "app": "test-app", "id": "test-key"},
                                   {"key": "sk-other-app-key", "app": "other-app", "id": "other-key"}],
                      **(extra or {})},

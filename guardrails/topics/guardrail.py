@@ -1,0 +1,101 @@
+"""The topic guardrail: refuses prompts (and, if the policy says so, answers) on denied topics.
+
+The prompt's embedding is computed once per request, off the event loop, and every rule of the
+policy reuses it. Example embeddings are computed when a policy version is first used.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+from proxy import errors
+from policies.loader import LoadedPolicy
+from policies.store import PolicyStore
+
+from ..base import Decision, GuardContext
+from .matcher import Encoder, RuleScore, TopicMatcher, latest_user_text
+
+
+class TopicGuardrail:
+    name = "topics"
+
+    def __init__(self, store: PolicyStore, encoder_factory: Callable[[], Encoder]) -> None:
+        self.store = store
+        self._encoder_factory = encoder_factory
+        self._encoder: Encoder | None = None
+        self._matchers: dict[tuple[str, str], TopicMatcher] = {}
+        self.prepare(store.policies)
+        store.listeners.append(self.prepare)
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = self._encoder_factory()
+        return self._encoder
+
+    def prepare(self, policies: dict[str, LoadedPolicy]) -> None:
+        """Compile every policy's rules now (at start and on reload), not on a request."""
+        live = set()
+        for lp in policies.values():
+            self.matcher(lp)
+            live.add((lp.policy.name, lp.version))
+        for k in [k for k in self._matchers if k not in live]:
+            del self._matchers[k]
+
+    def matcher(self, lp: LoadedPolicy) -> TopicMatcher:
+        key = (lp.policy.name, lp.version)
+        m = self._matchers.get(key)
+        if m is None:
+            t = lp.policy.topics
+            semantic = any(r.examples for r in [*t.deny, *t.allow])
+            m = self._matchers[key] = TopicMatcher(t, self.encoder if semantic else None)
+        return m
+
+    def evaluate(self, lp: LoadedPolicy, text: str, output: bool = False) -> list[RuleScore]:
+        m = self.matcher(lp)
+        vec = self.encoder(text) if m.semantic and text.strip() else None
+        return m.evaluate(text, vec, output)
+
+    async def _scores(self, lp: LoadedPolicy, text: str, output: bool) -> list[RuleScore]:
+        m = self.matcher(lp)
+        vec = await asyncio.to_thread(self.encoder, text) if m.semantic and text.strip() else None
+        return m.evaluate(text, vec, output)
+
+    def _record(self, ctx: GuardContext, scores: list[RuleScore], where: str) -> RuleScore | None:
+        for s in scores:
+            if s.fired:
+                action = "block" if s.mode == "enforce" else "monitor"
+                ctx.decisions.append(Decision("topics", s.rule_id, action, s.score, s.mode,  # type: ignore[arg-type]
+                                              {**s.as_detail(), "on": where}))
+        return TopicMatcher.verdict(scores)
+
+    async def check_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> None:
+        lp = self.store.get(ctx.policy)
+        topics = lp.policy.topics
+        if topics.empty:
+            return
+        text = latest_user_text(kind, body)
+        if not text.strip():
+            return
+        hit = self._record(ctx, await self._scores(lp, text, False), "input")
+        if hit is not None:
+            raise errors.PolicyRefusal(
+                f"Request refused by policy '{lp.policy.name}': rule {hit.rule_id} (score {hit.score:.2f})",
+                refusal=topics.refusal.message, as_completion=topics.refusal.style == "completion",
+                code="topic_blocked")
+
+    async def check_answer(self, ctx: GuardContext, text: str) -> str | None:
+        """For policies with `check_output`: the refusal text if the answer is on a denied topic."""
+        lp = self.store.get(ctx.policy)
+        topics = lp.policy.topics
+        if not topics.check_output or not topics.deny or not text.strip():
+            return None
+        hit = self._record(ctx, await self._scores(lp, text, True), "output")
+        return topics.refusal.message if hit is not None else None
+
+    def wants_answer(self, ctx: GuardContext) -> bool:
+        t = self.store.get(ctx.policy).policy.topics
+        return t.check_output and bool(t.deny)
+
+    def output_filter(self, ctx: GuardContext) -> None:
+        return None

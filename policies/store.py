@@ -1,0 +1,110 @@
+"""The active policies of a running gateway, reloaded on file change or on demand.
+
+A reload reads every file again. A file that fails validation keeps its last good version active
+and its error is reported (by `GET /admin/policies` and in the log), so a bad edit never opens a
+hole and never takes the gateway down.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .loader import LoadedPolicy, PolicyError, builtin_default, load_policy_file
+
+log = logging.getLogger("mixguard.policies")
+
+
+@dataclass
+class ReloadReport:
+    loaded: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # file -> message (file:line: field: reason)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class PolicyStore:
+    def __init__(self, directory: str | Path, strict: bool = True) -> None:
+        """Load every `*.yaml` in `directory`; with `strict`, an invalid file raises PolicyError."""
+        self.directory = Path(directory)
+        self.policies: dict[str, LoadedPolicy] = {}
+        self.errors: dict[str, str] = {}
+        self._by_file: dict[str, LoadedPolicy] = {}
+        self._stamp: tuple = ()
+        self._lock = threading.Lock()
+        self.listeners: list[Callable[[dict[str, LoadedPolicy]], None]] = []
+        report = self.reload()
+        if strict and report.errors:
+            raise PolicyError("\n".join(report.errors.values()))
+
+    def get(self, name: str) -> LoadedPolicy:
+        return self.policies.get(name) or self.policies["default"]
+
+    def __getitem__(self, name: str) -> LoadedPolicy:
+        return self.policies[name]
+
+    def values(self):
+        return self.policies.values()
+
+    def _files(self) -> list[Path]:
+        return sorted(self.directory.glob("*.yaml")) if self.directory.is_dir() else []
+
+    def _snapshot(self) -> tuple:
+        out = []
+        for p in self._files():
+            try:
+                st = p.stat()
+                out.append((p.name, st.st_mtime_ns, st.st_size))
+            except OSError:
+                continue
+        return tuple(out)
+
+    def changed(self) -> bool:
+        """Cheap check (stat only) used by the watcher."""
+        return self._snapshot() != self._stamp
+
+    def reload(self) -> ReloadReport:
+        report = ReloadReport()
+        with self._lock:
+            stamp = self._snapshot()
+            by_file: dict[str, LoadedPolicy] = {}
+            for p in self._files():
+                try:
+                    lp = load_policy_file(p)
+                except PolicyError as exc:
+                    report.errors[p.name] = str(exc)
+                    if p.name in self._by_file:
+                        by_file[p.name] = self._by_file[p.name]  # keep the last good version
+                    continue
+                old = self._by_file.get(p.name)
+                (report.unchanged if old and old.version == lp.version else report.loaded).append(lp.policy.name)
+                by_file[p.name] = lp
+            report.removed = [lp.policy.name for f, lp in self._by_file.items() if f not in by_file]
+            policies: dict[str, LoadedPolicy] = {}
+            for f, lp in by_file.items():
+                if lp.policy.name in policies:
+                    report.errors[f] = f"{f}: name: policy '{lp.policy.name}' is defined twice"
+                    continue
+                policies[lp.policy.name] = lp
+            policies.setdefault("default", builtin_default())
+            self.policies, self._by_file, self._stamp, self.errors = policies, by_file, stamp, report.errors
+        for name, msg in report.errors.items():
+            log.error("policy file rejected, last good version stays active: %s", msg)
+        if report.loaded or report.removed:
+            log.info("policies loaded: %s", ", ".join(f"{n}@{self.policies[n].version}" for n in sorted(self.policies)))
+            for fn in self.listeners:
+                fn(self.policies)
+        return report
+
+    def describe(self) -> dict:
+        return {"directory": str(self.directory),
+                "policies": [{"name": n, "version": lp.version, "file": lp.path,
+                              "description": lp.policy.description}
+                             for n, lp in sorted(self.policies.items())],
+                "errors": self.errors}

@@ -1,0 +1,1 @@
+"""The audit log: one signed, hash-chained record per request, in a Redis Stream."""

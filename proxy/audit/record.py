@@ -1,0 +1,126 @@
+"""What one audit record holds, gathered while the request runs and frozen when it ends.
+
+Only masked text ever gets here: the prompt is taken after the PII guardrail rewrote the body
+(and not at all when a request was refused before masking), and the answer is the model's
+(placeholder) text with invented identifiers redacted. Values never; entity counts only.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from guardrails.base import GuardContext
+
+POLICY_CODES = {"content_policy_violation", "pii_blocked", "topic_blocked", "residency_refused"}
+
+
+def _outcome(status: int, code: str | None, refused: bool) -> str:
+    if refused or code in POLICY_CODES:
+        return "blocked"
+    if 200 <= status < 300:
+        return "allowed"
+    if status in (401, 403):
+        return "unauthorized"
+    return "rejected" if status < 500 else "failed"
+
+
+def render_prompt(kind: str, body: dict[str, Any]) -> str:
+    if kind == "completions":
+        p = body.get("prompt")
+        return p if isinstance(p, str) else "\n".join(map(str, p or []))
+    lines = []
+    for m in body.get("messages") or []:
+        c = m.get("content")
+        if isinstance(c, list):
+            c = " ".join(p.get("text", "") for p in c if isinstance(p, dict))
+        text = c if isinstance(c, str) else ""
+        for call in m.get("tool_calls") or []:
+            fn = (call or {}).get("function") or {}
+            text += f" [tool_call {fn.get('name')}({fn.get('arguments')})]"
+        lines.append(f"{m.get('role')}: {text}")
+    return "\n".join(lines)
+
+
+@dataclass
+class AuditDraft:
+    request_id: str
+    endpoint: str
+    ts: float = field(default_factory=time.time)
+    t0: float = field(default_factory=time.perf_counter)
+    key_id: str | None = None
+    app: str | None = None
+    policy: str | None = None
+    policy_version: str | None = None
+    content: str = "truncated"
+    truncate_chars: int = 500
+    model: str | None = None
+    stream: bool = False
+    ctx: GuardContext | None = None
+    guard_ms: float | None = None
+    ttft_ms: float | None = None
+    prompt: str | None = None
+    answer_parts: list[str] = field(default_factory=list)
+    usage: dict[str, Any] | None = None
+    backend: str | None = None
+    fallback_reason: str | None = None
+    attempts: list[dict[str, str]] = field(default_factory=list)
+    error_code: str | None = None
+    refused: bool = False
+    schema: dict[str, Any] | None = None
+    redact_answer: Callable[[str], str] | None = None
+    t_end: float | None = None
+    status: int = 500
+
+    def _clip(self, text: str | None) -> str | None:
+        if text is None or self.content == "off":
+            return None
+        if self.content == "truncated" and len(text) > self.truncate_chars:
+            return text[:self.truncate_chars] + f"…[+{len(text) - self.truncate_chars} chars]"
+        return text
+
+    def finish(self) -> dict[str, Any]:
+        """The record; called by the audit writer's task, after the response was sent."""
+        status = self.status
+        total_ms = ((self.t_end or time.perf_counter()) - self.t0) * 1000
+        ctx = self.ctx
+        decisions = [{"guardrail": d.guardrail, "rule": d.rule_id, "action": d.action, "score": round(d.score, 4),
+                      "mode": d.mode, **({"count": d.detail["count"]} if "count" in d.detail else {})}
+                     for d in (ctx.decisions if ctx else [])]
+        answer = "".join(self.answer_parts) if self.answer_parts else None
+        if answer and self.redact_answer is not None and self.content != "off":
+            answer = self.redact_answer(answer)
+        usage = self.usage or {}
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        return {
+            "v": 1,
+            "id": self.request_id,
+            "time": datetime.fromtimestamp(self.ts, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": round(self.ts, 3),
+            "endpoint": self.endpoint,
+            "key_id": self.key_id,
+            "app": self.app,
+            "model": self.model,
+            "stream": self.stream,
+            "backend": self.backend,
+            "fallback_reason": self.fallback_reason,
+            "attempts": self.attempts,
+            "policy": self.policy,
+            "policy_version": self.policy_version,
+            "decisions": decisions,
+            "pii": dict(ctx.state.get("pii_counts", {})) if ctx else {},
+            "outcome": _outcome(status, self.error_code, self.refused),
+            "status": status,
+            "error_code": self.error_code,
+            "schema": self.schema,
+            "usage": {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
+                      "cached_tokens": cached} if usage else None,
+            "prefix_cache_hit": bool(cached) if usage else None,
+            "latency_ms": {"guardrails": None if self.guard_ms is None else round(self.guard_ms, 3),
+                           "ttft": None if self.ttft_ms is None else round(self.ttft_ms, 3),
+                           "total": round(total_ms, 3)},
+            "content": self.content,
+            "prompt": self._clip(self.prompt),
+            "answer": self._clip(answer),
+        }
