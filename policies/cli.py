@@ -95,7 +95,7 @@ class Evaluator:
         t = lp.policy.topics
         if not t.empty and (not output or t.check_output):
             m = TopicMatcher(t, self.encoder() if any(r.examples for r in [*t.deny, *t.allow]) else None)
-            vec = self.encoder()(text) if m.semantic else None
+            vec = m.vector(text) if m.semantic else None
             ev.topic_scores = m.evaluate(text, vec, output)
             for s in ev.topic_scores:
                 if s.fired:

@@ -110,6 +110,16 @@ class TopicPolicy(_Strict):
     allow: list[TopicRule] = Field(default_factory=list,
                                    description="if given, a prompt must match one of these or it is off-topic")
     check_output: bool = Field(default=False, description="also check the model's answer against deny rules")
+    neutral_examples: list[str] = Field(
+        default_factory=list,
+        description="prompts this app should answer; a deny rule's semantic match counts only if the prompt "
+                    "is closer to the rule's examples than to these (plus neutral_margin)")
+    neutral_margin: float = Field(default=0.0, ge=-1, le=1)
+    semantic_method: Literal["classifier", "similarity"] = Field(
+        default="classifier",
+        description="classifier: a softmax classifier trained at load time on the deny rules' examples and "
+                    "neutral_examples (thresholds are probabilities; needs neutral_examples); similarity: "
+                    "highest cosine similarity to a rule's examples (thresholds are similarities)")
     refusal: Refusal = Field(default_factory=Refusal)
 
     @property

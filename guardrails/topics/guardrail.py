@@ -53,12 +53,12 @@ class TopicGuardrail:
 
     def evaluate(self, lp: LoadedPolicy, text: str, output: bool = False) -> list[RuleScore]:
         m = self.matcher(lp)
-        vec = self.encoder(text) if m.semantic and text.strip() else None
+        vec = m.vector(text) if m.semantic and text.strip() else None
         return m.evaluate(text, vec, output)
 
     async def _scores(self, lp: LoadedPolicy, text: str, output: bool) -> list[RuleScore]:
         m = self.matcher(lp)
-        vec = await asyncio.to_thread(self.encoder, text) if m.semantic and text.strip() else None
+        vec = await asyncio.to_thread(m.vector, text) if m.semantic and text.strip() else None
         return m.evaluate(text, vec, output)
 
     def _record(self, ctx: GuardContext, scores: list[RuleScore], where: str) -> RuleScore | None:

@@ -13,6 +13,10 @@ from policies.models import TopicPolicy, TopicRule
 
 Encoder = Callable[[str], np.ndarray]
 
+_SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
+MIN_UNIT_WORDS = 4
+MAX_UNITS = 16
+
 
 @dataclass(frozen=True)
 class RuleScore:
@@ -40,17 +44,49 @@ class _CompiledRule:
         self.example_texts = texts
         self.examples = np.stack([encode(t) for t in texts]) if (texts and encode is not None) else None
 
-    def score(self, text: str, vec: np.ndarray | None) -> tuple[float, str, str]:
+    def score(self, text: str, vecs: np.ndarray | None) -> tuple[float, str, str]:
         if self.keywords is not None and (m := self.keywords.search(text)):
             return 1.0, "keyword", m.group(0).lower()  # equals a policy keyword, up to case
         for p in self.patterns:
             if p.search(text):
                 return 1.0, "regex", p.pattern
-        if self.examples is not None and vec is not None:
-            sims = self.examples @ vec
-            i = int(np.argmax(sims))
-            return float(sims[i]), "semantic", self.example_texts[i][:80]
+        if self.examples is not None and vecs is not None:
+            sims = self.examples @ vecs.T          # examples x text units
+            i = int(np.argmax(sims.max(axis=1)))
+            return float(sims[i].max()), "semantic", self.example_texts[i][:80]
         return 0.0, "none", ""
+
+
+class _SoftmaxClassifier:
+    """Multinomial logistic regression over sentence embeddings: one class per deny topic plus a
+    neutral class, trained at policy load (a few hundred full-batch steps on a few hundred
+    examples: tens of milliseconds). It generalises from examples better than nearest-example
+    similarity, because it learns which directions separate a topic from what the app should
+    answer (measured in bench/topic_quality.py on a held-out set)."""
+
+    SCALE, STEPS, LR, L2 = 10.0, 400, 1.0, 1e-3
+
+    def __init__(self, classes: list[np.ndarray]) -> None:
+        x = np.concatenate(classes).astype(np.float32)
+        y = np.concatenate([np.full(len(c), i) for i, c in enumerate(classes)])
+        k = len(classes)
+        onehot = np.eye(k, dtype=np.float32)[y]
+        w, b = np.zeros((x.shape[1], k), np.float32), np.zeros(k, np.float32)
+        for _ in range(self.STEPS):
+            g = (self._softmax(self.SCALE * (x @ w) + b) - onehot) / len(x)
+            w -= self.LR * (self.SCALE * (x.T @ g) + self.L2 * w)
+            b -= self.LR * g.sum(0)
+        self.w, self.b = w, b
+
+    @staticmethod
+    def _softmax(z: np.ndarray) -> np.ndarray:
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, vecs: np.ndarray) -> np.ndarray:
+        """Class probabilities per text unit (units x classes)."""
+        return self._softmax(self.SCALE * (vecs @ self.w) + self.b)
 
 
 class TopicMatcher:
@@ -58,19 +94,53 @@ class TopicMatcher:
 
     def __init__(self, policy: TopicPolicy, encode: Encoder | None) -> None:
         self.policy = policy
+        self.encode = encode
         self.semantic = any(r.examples for r in [*policy.deny, *policy.allow])
         if self.semantic and encode is None:
             raise ValueError("semantic topic rules need an encoder")
         self.deny = [_CompiledRule(r, policy.mode, encode) for r in policy.deny]
         self.allow = [_CompiledRule(r, policy.mode, encode) for r in policy.allow]
+        self.neutral = (np.stack([encode(t) for t in policy.neutral_examples])
+                        if policy.neutral_examples and self.semantic and encode is not None else None)
+        self.classifier: _SoftmaxClassifier | None = None
+        trainable = [c for c in self.deny if c.examples is not None]
+        if policy.semantic_method == "classifier" and self.neutral is not None and trainable:
+            self.classifier = _SoftmaxClassifier([c.examples for c in trainable] + [self.neutral])
+            self._class_of = {id(c): i for i, c in enumerate(trainable)}
+
+    def vector(self, text: str) -> np.ndarray:
+        """Embeddings of the text and of its sentences (units x dim), computed once per request.
+
+        A topic hidden in one sentence of a longer prompt ("Let's play a game: you are a doctor.
+        Which pills cure my insomnia?") scores as high as if it were asked alone.
+        """
+        assert self.encode is not None
+        units = [text]
+        sentences = [x.strip() for x in _SENTENCE.split(text) if len(x.split()) >= MIN_UNIT_WORDS]
+        if len(sentences) > 1:
+            units += sentences[:MAX_UNITS]
+        return np.stack([self.encode(u) for u in units])
 
     def evaluate(self, text: str, vec: np.ndarray | None, output: bool = False) -> list[RuleScore]:
         """Every rule's score; `fired` means the rule decides against the text."""
         out: list[RuleScore] = []
+        neutral = float((self.neutral @ vec.T).max()) if self.neutral is not None and vec is not None else None
+        probs = self.classifier.predict(vec) if self.classifier is not None and vec is not None else None
         for c in self.deny:
+            if probs is not None and id(c) in self._class_of:
+                s, via, ev = c.score(text, None)   # keywords and regex still win outright
+                if via == "none":
+                    p = probs[:, self._class_of[id(c)]]
+                    s, via, ev = float(p.max()), "semantic", f"classifier p={float(p.max()):.2f}"
+                out.append(RuleScore(f"topic.{c.rule.name}", "deny", round(s, 4), via, c.rule.threshold,
+                                     s >= c.rule.threshold, c.mode, ev))
+                continue
             s, via, ev = c.score(text, vec)
+            fired = s >= c.rule.threshold
+            if fired and via == "semantic" and neutral is not None and s < neutral + self.policy.neutral_margin:
+                fired, ev = False, f"closer to neutral examples ({neutral:.2f})"
             out.append(RuleScore(f"topic.{c.rule.name}", "deny", round(s, 4), via, c.rule.threshold,
-                                 s >= c.rule.threshold, c.mode, ev))
+                                 fired, c.mode, ev))
         if self.allow and not output:
             allow_scores = []
             for c in self.allow:
