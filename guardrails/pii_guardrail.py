@@ -168,7 +168,12 @@ class PiiGuardrail:
         if to_mask:
             conv = self._conversation(ctx, kind, body)
             items = list(to_mask)
-            phs = await self.vault.placeholders(ctx.key_id, conv, items)
+            try:
+                phs = await self.vault.placeholders(ctx.key_id, conv, items)
+            except Exception as exc:  # Redis down: without the vault nothing can be masked reversibly
+                ctx.decisions.append(Decision("pii", "pii.vault", "block", 1.0, "enforce", {"reason": type(exc).__name__}))
+                raise errors.GuardrailUnavailable(
+                    f"PII vault unavailable ({type(exc).__name__}), request refused") from None
             by_value = {item: ph for item, ph in zip(items, phs)}
             mapping = {ph: value for (_, value), ph in by_value.items()}
         else:

@@ -11,6 +11,11 @@ import time
 from pathlib import Path
 
 
+#: Third-party loggers that log prompt text (Presidio's context words, litellm's request dumps).
+CONTENT_LOGGERS = ("presidio-analyzer", "presidio-anonymizer", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy",
+                   "httpx", "httpcore", "openai")
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -25,6 +30,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"mixguard: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.mixguard.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in CONTENT_LOGGERS:  # they print request text at DEBUG: never let raw PII reach a log line
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         app = build_app(config)
     except PolicyError as exc:

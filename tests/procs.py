@@ -50,7 +50,8 @@ def redis_binary() -> str:
 
 
 class RedisProc:
-    def __init__(self) -> None:
+    def __init__(self, persist: bool = False) -> None:
+        self.persist = persist  # append-only file, fsync always: data survives a restart
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="mg-redis-")
         self.binary = redis_binary()
@@ -61,8 +62,9 @@ class RedisProc:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisProc":
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
         self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", self.dir],
+                                      *aof, "--dir", self.dir],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:
