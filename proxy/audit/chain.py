@@ -71,7 +71,7 @@ class VerifyReport:
 
     def summary(self) -> str:
         if self.ok:
-            return f"OK: {self.records} records in {len(self.chains)} chains verified"
+            return f"OK: {self.records} records in {len(self.chains)} chain(s) verified"
         return f"FAILED: {len(self.problems)} problems in {self.records} records"
 
 
