@@ -2,8 +2,8 @@
 
     python bench/overhead.py [--requests 400] [--seconds 8] [--concurrency 32]
 
-Prints p50/p99 of direct calls to the stand-in, through mixguard (guardrails off, one worker; and with
-the PII guardrail on, for information) and
+Prints p50/p99 of direct calls to the stand-in, through mixguard (PII off, one worker; the same with
+auditing off, to price the audit record; and with the PII guardrail on, for information) and
 through LiteLLM's proxy (`litellm[proxy]`, no database, one worker), the added latency of each,
 requests/s at the given concurrency, and the ratios. Also times litellm.Router.acompletion alone.
 """
@@ -70,13 +70,16 @@ def main() -> None:
     standin = Standin()
     primary = {"model": "openai/mixtral", "api_base": f"{standin.url}/v1"}
     gw = Gateway(gateway_config(primary, redis_url=redis.url, extra={"pii": {"enabled": False}}), wait_ready=True)
+    gw_noaudit = Gateway(gateway_config(primary, redis_url=redis.url,
+                                        extra={"pii": {"enabled": False}, "audit": {"enabled": False}}), wait_ready=True)
     gw_pii = Gateway(gateway_config(primary, redis_url=redis.url), wait_ready=True)
-    procs = [gw, gw_pii, standin]
+    procs = [gw, gw_noaudit, gw_pii, standin]
     lp = None
     try:
         auth = {"Authorization": f"Bearer {Gateway.KEY}"}
         targets = {"direct (stand-in)": (f"{standin.url}/v1/chat/completions", {}),
                    "mixguard": (f"{gw.url}/v1/chat/completions", auth),
+                   "mixguard audit off": (f"{gw_noaudit.url}/v1/chat/completions", auth),
                    "mixguard+PII cached": (f"{gw_pii.url}/v1/chat/completions", auth)}
         if not args.skip_litellm:
             lp, lurl = start_litellm_proxy(standin)
@@ -103,6 +106,9 @@ def main() -> None:
             add_l = pct(lat['litellm proxy'], 50) - direct
             print(f"added-latency ratio litellm proxy / mixguard (p50): {add_l / max(add_m, 1e-3):.1f}x")
         print(f"throughput ratio mixguard / direct: {rps['mixguard'] / rps['direct (stand-in)']:.2f}")
+        audit50 = pct(lat["mixguard"], 50) - pct(lat["mixguard audit off"], 50)
+        print(f"auditing adds p50 {audit50:.3f} ms (target <= 0.3 ms); throughput with/without auditing: "
+              f"{rps['mixguard'] / rps['mixguard audit off']:.2f}")
         if not args.skip_litellm:
             r = asyncio.run(router_alone(standin, min(args.requests, 200)))
             print(f"litellm.Router.acompletion alone adds p50 {pct(r, 50) - direct:.2f} ms over direct")
