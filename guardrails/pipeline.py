@@ -1,6 +1,7 @@
 """Runs the configured guardrails in order on the request, and their output filters on the answer."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any, AsyncIterator, Callable, Iterable
 
 from .base import GuardContext, Guardrail, OutputFilter
@@ -37,8 +38,30 @@ class Pipeline:
         return bool(self.guardrails)
 
     async def check_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> None:
-        for g in self.guardrails:
-            await g.check_input(ctx, kind, body)
+        """Run every guardrail on the request. Read-only ones (topics) run concurrently with the
+        rewriting ones (PII), so a request pays the slower of the two, not their sum; they read the
+        body before their first await, i.e. before any rewrite. The first refusal wins and the
+        other checks are cancelled."""
+        readers = [g for g in self.guardrails if getattr(g, "read_only", False)]
+        writers = [g for g in self.guardrails if not getattr(g, "read_only", False)]
+        if not readers or not writers:
+            for g in self.guardrails:
+                await g.check_input(ctx, kind, body)
+            return
+        tasks = [asyncio.ensure_future(g.check_input(ctx, kind, body)) for g in readers]
+        await asyncio.sleep(0)  # readers take their view of the body now
+
+        async def rewrite() -> None:
+            for g in writers:
+                await g.check_input(ctx, kind, body)
+        tasks.append(asyncio.ensure_future(rewrite()))
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        failed = [t for t in tasks if t in done and not t.cancelled() and t.exception() is not None]
+        if failed:
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            raise failed[0].exception()  # type: ignore[misc]
 
     async def check_answer(self, ctx: GuardContext, text: str) -> str | None:
         """Output rules on a whole answer: the refusal text of the first rule that refuses it."""

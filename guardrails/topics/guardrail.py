@@ -18,6 +18,7 @@ from .matcher import Encoder, RuleScore, TopicMatcher, latest_user_text
 
 class TopicGuardrail:
     name = "topics"
+    read_only = True  # never rewrites the body: runs concurrently with the PII guardrail
 
     def __init__(self, store: PolicyStore, encoder_factory: Callable[[], Encoder]) -> None:
         self.store = store
