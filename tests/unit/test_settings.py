@@ -69,7 +69,7 @@ def test_key_hash_must_be_sha256():
 def test_shipped_example_config_is_valid(monkeypatch):
     from pathlib import Path
     for var in ("REDIS_URL", "MISTRAL_API_KEY", "TOGETHERAI_API_KEY", "GROQ_API_KEY", "FIREWORKS_API_KEY",
-                "MIXGUARD_ADMIN_KEY", "BILLING_APP_KEY"):
+                "MIXGUARD_ADMIN_KEY", "BILLING_APP_KEY", "SUPPORT_APP_KEY"):
         monkeypatch.setenv(var, "x")
     path = Path(__file__).resolve().parents[2] / "deploy" / "config.example.yaml"
     cfg = parse_config(path.read_text(), str(path))
