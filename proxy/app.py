@@ -421,6 +421,9 @@ class Gateway:
                                          media_type="text/event-stream", headers=SSE_HEADERS)
             return _json(responses_api.from_chat_response(data, body))
         gate = self._gate(ctx, lp)
+        checker = self._contract(lp, "chat")
+        if checker is not None:
+            checker.prepare(chat)
         if draft.stream:
             chat["stream"] = True
             chat["stream_options"] = {"include_usage": True}
@@ -430,7 +433,7 @@ class Gateway:
             return StreamingResponse(responses_api.stream_events(self._events(ctx, "chat", start, draft), body,
                                                                  self._error_event),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
-        data = await self._request_with_contract(request, ctx, "chat", model, chat, draft, None, gate)
+        data = await self._request_with_contract(request, ctx, "chat", model, chat, draft, checker, gate)
         self._count_tokens(model, ctx.backend or "", data.get("usage"))
         return _json(responses_api.from_chat_response(data, body))
 

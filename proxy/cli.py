@@ -107,6 +107,10 @@ mixguard is up: gateway {base}  (config {cfg_path}), stand-in SGLang on :{args.s
   python -c "from openai import OpenAI; c = OpenAI(base_url='{base}/v1', api_key='{key}'); \\
 print(c.chat.completions.create(model='mixtral', messages=[{{'role': 'user', 'content': 'Hello from openai'}}]).choices[0].message.content)"
 
+Every request leaves a signed audit record:  mixguard audit tail  (or {base}/admin/audit; no admin key is
+set in this quickstart config, add mixguard.admin_key to sign in). Policies: {Path('policies').resolve()}
+(mixguard policy explain --policy default "some text").
+
 Ctrl-C stops everything.""", flush=True)
     try:
         while gateway.poll() is None and standin.poll() is None:

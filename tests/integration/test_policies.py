@@ -252,3 +252,11 @@ def test_residency_redact_mode_sends_an_irreversibly_redacted_copy(residency_gw)
     assert raw.headers["x-mixguard-backend"] == "mistral-hosted"
     sent = json.dumps(hosted.last_request())
     assert "Margaret" not in sent and "<PERSON_" not in sent and "[REDACTED:PERSON]" in sent
+
+
+def test_schema_contract_also_binds_the_responses_api(pgw, scripted):
+    scripted.configure(replies=['{"age": 3}', '{"name": "Bo", "age": 3}'])
+    r = client(pgw, CONTRACT_KEY).responses.create(model="mixtral", input="Extract: Bo is 3.")
+    assert json.loads(r.output_text) == {"name": "Bo", "age": 3}
+    assert scripted.last_request()["response_format"]["json_schema"]["name"] == "person"
+    scripted.configure(replies=[])
