@@ -17,7 +17,7 @@ import time
 
 os.environ.setdefault("MIXGUARD_VAULT_KEY", "bench-key")
 
-from _harness import RedisProc, machine, pct  # noqa: E402
+from _harness import ROOT, RedisProc, machine, pct  # noqa: E402
 
 SENTENCES = [
     "Please update the shipping address for customer {name} to {street}.",
@@ -49,15 +49,19 @@ async def main() -> None:
 
     from guardrails.base import GuardContext
     from proxy.settings import parse_config
+    from policies.store import PolicyStore
     from proxy.wiring import build_pipeline
 
     redis = RedisProc().start()
     try:
         t0 = time.perf_counter()
-        pipe = build_pipeline(parse_config("model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"))
+        cfg = parse_config("model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
+                           f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n")
+        pipe = build_pipeline(cfg, PolicyStore(cfg.mixguard.policies_dir))
         build_s = time.perf_counter() - t0
         client = aioredis.from_url(redis.url)
-        pipe.guardrails[0].bind_redis(client)
+        for g in pipe.guardrails:
+            getattr(g, "bind_redis", lambda _: None)(client)
         rng = random.Random(7)
         print(f"# bench/pii_latency.py  {time.strftime('%Y-%m-%d')}  {machine()}  runs={args.runs}  (engine build {build_s:.1f} s)")
 

@@ -33,6 +33,7 @@ async def main() -> None:
     from guardrails.base import GuardContext
     from proxy import errors
     from proxy.settings import parse_config
+    from policies.store import PolicyStore
     from proxy.wiring import build_pipeline
 
     labeled = [json.loads(line) for line in (ROOT / "tests/data/pii_labeled.jsonl").read_text().splitlines()]
@@ -41,9 +42,10 @@ async def main() -> None:
     try:
         cfg = parse_config("model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
                            f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n")
-        pipe = build_pipeline(cfg)
+        pipe = build_pipeline(cfg, PolicyStore(cfg.mixguard.policies_dir))
         client = aioredis.from_url(redis.url)
-        pipe.guardrails[0].bind_redis(client)
+        for g in pipe.guardrails:
+            getattr(g, "bind_redis", lambda _: None)(client)
 
         async def masked(text: str, i: int) -> tuple[str, list]:
             ctx = GuardContext("q", "q", args.policy, "r", conversation_id=f"c{i}")
