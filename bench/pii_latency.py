@@ -44,6 +44,7 @@ def text_of(n_chars: int, rng: random.Random) -> str:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--spacy-model", help="an installed spaCy package or a model directory (default: the config's)")
     args = ap.parse_args()
     import redis.asyncio as aioredis
 
@@ -56,7 +57,8 @@ async def main() -> None:
     try:
         t0 = time.perf_counter()
         cfg = parse_config("model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
-                           f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n")
+                           f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n"
+                           + (f"  pii: {{spacy_model: '{args.spacy_model}'}}\n" if args.spacy_model else ""))
         pipe = build_pipeline(cfg, PolicyStore(cfg.mixguard.policies_dir))
         build_s = time.perf_counter() - t0
         client = aioredis.from_url(redis.url)

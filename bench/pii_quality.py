@@ -27,6 +27,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--policy", default="default")
     ap.add_argument("--show-leaks", type=int, default=0)
+    ap.add_argument("--spacy-model", help="an installed spaCy package or a model directory (default: the config's)")
     args = ap.parse_args()
     import redis.asyncio as aioredis
 
@@ -41,7 +42,8 @@ async def main() -> None:
     redis = RedisProc().start()
     try:
         cfg = parse_config("model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
-                           f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n")
+                           f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n"
+                           + (f"  pii: {{spacy_model: '{args.spacy_model}'}}\n" if args.spacy_model else ""))
         pipe = build_pipeline(cfg, PolicyStore(cfg.mixguard.policies_dir))
         client = aioredis.from_url(redis.url)
         for g in pipe.guardrails:

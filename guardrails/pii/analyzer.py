@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +44,35 @@ def _verbs() -> set[str]:
             _VERBS = {"convert", "compare", "explain", "write", "summarise", "summarize", "generate", "translate",
                       "describe", "calculate", "sort", "fix", "list", "set", "upgrade", "refund", "call", "update"}
     return _VERBS
+
+
+_NAME_PARTICLES = {"van", "von", "der", "den", "de", "del", "della", "di", "da", "dos", "das", "du", "la", "le",
+                   "bin", "binti", "ibn", "al", "el", "ter", "ten", "zu", "y", "e", "st."}
+
+
+def _trim_person(text: str, start: int, end: int) -> tuple[int, int]:
+    """Cut a PERSON span to its name: the small model often runs a name into the next line or a
+    house number ("Helena Carlsen\\n\\n637"). Keeps the first line with letters, without
+    leading or trailing words that carry digits."""
+    seg = text[start:end]
+    offset = 0
+    for line in seg.split("\n"):
+        if any(c.isalpha() for c in line):
+            offset = seg.index(line) if line else 0
+            seg = line
+            break
+        offset += len(line) + 1
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", seg)]
+    while words and any(c.isdigit() for c in seg[words[-1][0]:words[-1][1]]):
+        words.pop()
+    while words and any(c.isdigit() for c in seg[words[0][0]:words[0][1]]):
+        words.pop(0)
+    if not words:
+        return start, start
+    return start + offset + words[0][0], start + offset + words[-1][1]
+
+
+_CODE_LIKE = re.compile(r"[\d_=/\\{}\[\]<>@#$%^*|~`]")
 
 
 class AnalysisFailed(Exception):
@@ -120,16 +150,30 @@ class PiiAnalyzer:
 
     def analyze_sync(self, text: str, entities: list[str] | None) -> list[Span]:
         results = self.engine.analyze(text=text, language="en", entities=entities, score_threshold=0.0)
-        return [Span(r.start, r.end, r.entity_type, float(r.score)) for r in results
-                if not (r.entity_type == "PERSON" and self._unlikely_name(text, r.start, r.end))]
+        out = []
+        for r in results:
+            start, end = r.start, r.end
+            if r.entity_type == "PERSON":
+                start, end = _trim_person(text, start, end)
+                if end <= start or self._unlikely_name(text, start, end):
+                    continue
+            elif r.entity_type in ("LOCATION", "NRP") and _CODE_LIKE.search(text[start:end]):
+                continue  # "sha256:6111b4…", "E66181": hashes and codes, not places
+            out.append(Span(start, end, r.entity_type, float(r.score)))
+        return out
 
     def _unlikely_name(self, text: str, start: int, end: int) -> bool:
-        """Single-token PERSON hits that en_core_web_sm makes on code and commands: all-caps
-        words, words with digits or underscores, and sentence-initial verbs ("Convert ...")."""
+        """PERSON hits that en_core_web_sm makes on code and commands: spans with digits or code
+        punctuation, multi-word spans with a lowercase word that is no name particle, single
+        all-caps words, and sentence-initial verbs ("Convert ...")."""
         word = text[start:end]
+        if any(c.isdigit() or c in "_=/\\{}[]<>@#$%^*|~`" for c in word):
+            return True  # names carry no digits or code punctuation ("Convert 1,250.75", "npm_config")
         if " " in word.strip():
-            return False
-        if (len(word) > 1 and word.isupper()) or any(c.isdigit() or c == "_" for c in word):
+            tokens = word.split()
+            # "npm ERR": a lowercase token that is not a name particle (van, de, al, ...)
+            return any(t[:1].islower() and t.lower() not in _NAME_PARTICLES for t in tokens)
+        if len(word) > 1 and word.isupper():
             return True
         before = text[:start].rstrip()
         initial = not before or before[-1] in ".!?:\n"

@@ -95,16 +95,19 @@ class GenericPhoneRecognizer(PatternRecognizer):
     _DATE = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}$|^\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}$")
 
     def __init__(self) -> None:
-        group = r"(?:\(\d{1,5}\)\s?)?\d{1,5}(?:[\s.\-]\d{2,8}){1,4}"
+        group = r"(?:\(\d{1,5}\)[ \t]?)?\d{1,5}(?:[ \t.\-]\d{2,8}){1,4}"
         super().__init__(supported_entity="PHONE_NUMBER", name="GenericPhoneRecognizer",
-                         patterns=[Pattern("intl_phone", r"(?<![\w.\-])\+\d{1,3}[\s.\-]?" + group + r"(?![\w\-])", 0.6),
-                                   Pattern("paren_phone", r"(?<![\w.\-])\(\d{1,5}\)\s?\d{2,8}(?:[\s.\-]?\d{2,8}){0,3}(?![\w\-])", 0.5),
-                                   Pattern("grouped_phone", r"(?<![\w.\-])\d{2,5}(?:[\s.\-]\d{2,8}){1,4}(?![\w\-])", 0.35)],
+                         patterns=[Pattern("intl_phone", r"(?<![\w.\-])\+\d{1,3}[ \t.\-]?" + group + r"(?![\w\-])", 0.6),
+                                   Pattern("paren_phone", r"(?<![\w.\-])\(\d{1,5}\)[ \t]?\d{2,8}(?:[ \t.\-]?\d{2,8}){0,3}(?![\w\-])", 0.5),
+                                   Pattern("grouped_phone", r"(?<![\w.\-])\d{2,5}(?:[ \t.\-]\d{2,8}){1,4}(?![\w\-])", 0.35),
+                                   Pattern("e164_phone", r"(?<![\w.\-])\+[1-9]\d{7,14}(?![\w\-])", 0.6),
+                                   # Short local numbers count only with a context word before them ("Phone: 439 4166").
+                                   Pattern("local_phone", r"(?<![\w.\-])\d{2,4}(?:[ \t.\-]\d{2,4}){1,2}(?![\w\-])", 0.05)],
                          context=["phone", "call", "tel", "mobile", "cell", "fax", "number", "reach", "contact", "whatsapp"])
 
     def validate_result(self, pattern_text: str) -> bool | None:
         digits = sum(c.isdigit() for c in pattern_text)
-        if not 8 <= digits <= 15 or self._DATE.match(pattern_text.strip()):
+        if not 6 <= digits <= 15 or self._DATE.match(pattern_text.strip()):
             return False
         return None
 
@@ -126,15 +129,40 @@ class LuhnCardRecognizer(PatternRecognizer):
         return total % 10 == 0
 
 
+_UP = r"[A-ZÀ-ÖØ-ÞĀ-Ž\u0370-\u03FF\u0400-\u042F]"          # capital letter, Latin/Greek/Cyrillic
+_WORD = rf"{_UP}[^\W\d_]+(?:[-'’.][^\W\d_]+)*\.?"            # a capitalised word ("Paul-Nevermann-Platz")
+_NUM = r"\d{1,5}[A-Za-z]?\b\.?"                                  # a house number ("26", "12b", "78.")
+# Street words and prefixes of other countries: "Invalidenstrasse 19", "Rue du Niger 98", "Via Leopardi 83".
+_EU_SUFFIX = (r"(?i:stra(?:ss|ß)e|str\.|platz|gasse|weg|allee|ring|damm|ufer|vej|gade|all[ée]en|gata|g[aå]ngen|"
+              r"v[äa]gen|veien|vegen|tie|katu|kuja|polku|straat|laan|plein|gracht|kade|utca|út|ulica|ul\.)")
+_EU_PREFIX = (r"(?:Rue|Avenue|Av\.|Boulevard|Bd|Chemin|Place|Via|Viale|Piazza|Corso|Largo|Rua|Travessa|Calle|"
+              r"Avenida|Paseo|Plaza|Camino|Carrer|Strada|Aleja|Ulica)")
+
+
 def _street_address_recognizer() -> PatternRecognizer:
     suffix = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Square|Sq|"
-              r"Terrace|Way|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Trl)\.?")
+              r"Terrace|Way|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Trl|Crescent|Close|Row|Mews|Grove|Gardens|"
+              r"Hill|Park|View|Walk)\.?")
     street = rf"\b\d{{1,6}}[A-Za-z]?(?:\s+[A-Z][A-Za-z'\-]+){{1,4}}\s+{suffix}(?=\W|$)"
-    unit = r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|#)\.?\s*[\w\-]+)?"
+    unit = r"(?:,?\s+(?i:Apt|Apartment|Suite|Ste|Unit|#)\.?\s*[\w\-]+)?"
+    # "933 Simavikveien 231", "Strandalléen 26", "Rue de Bouillon 316", "Πεντέλης 210" (after a house number)
+    eu_suffixed = rf"(?:\b\d{{1,6}}\s+)?{_UP}[^\W\d_]*{_EU_SUFFIX}\s+{_NUM}"
+    eu_prefixed = rf"(?:\b\d{{1,6}}\s+)?\b{_EU_PREFIX}(?:\s+(?:{_WORD}|d[aeiou]s?|de[lr]?|du|la|le|des|di|van|von)){{1,4}}\s+{_NUM}"
+    numbered = rf"\b\d{{1,6}}\s+{_WORD}(?:\s+{_WORD}){{0,2}}\s+{_NUM}"   # house number, street, number
     return PatternRecognizer(
         supported_entity="STREET_ADDRESS", name="StreetAddressRecognizer",
-        patterns=[Pattern("street_address", street + unit, 0.7),
-                  Pattern("po_box", r"\bP\.?\s?O\.?\s+Box\s+\d{1,8}\b", 0.7)],
+        # Case matters here (capitalised street words); Presidio's default flags ignore case.
+        global_regex_flags=re.DOTALL | re.MULTILINE,
+        patterns=[Pattern("street_address", f"(?i:{street}{unit})", 0.7),
+                  Pattern("street_address_intl_suffix", eu_suffixed + unit, 0.6),
+                  Pattern("street_address_intl_prefix", eu_prefixed + unit, 0.6),
+                  Pattern("street_address_numbered", numbered + unit, 0.5),
+                  Pattern("secondary_unit", r"\b(?:Apt|Apartment|Suite|Ste|Flat)\.?\s*#?\d{1,5}[A-Za-z]?\b", 0.6),
+                  Pattern("military_box", r"\b(?:PSC|CMR|Unit)\s+\d{3,5},?\s+Box\s+\d{3,5}\b", 0.7),
+                  Pattern("military_ship", r"\bUS(?:NS|NV|S|CGC)\s+" + _WORD + r"(?:\s+" + _WORD + r")?", 0.6),
+                  Pattern("military_post", r"\b[ADF]PO\s+A[AEP]\s+\d{5}\b", 0.7),
+                  Pattern("us_city_state_zip", r"\b[A-Z][A-Za-z.' -]{1,30},\s+[A-Z]{2}\s+\d{5}(?:-\d{4})?\b", 0.6),
+                  Pattern("po_box", r"(?i:\bP\.?\s?O\.?\s+Box\s+\d{1,8}\b)", 0.7)],
         context=["address", "live", "lives", "street", "ship", "mail", "deliver", "located"])
 
 
