@@ -7,6 +7,7 @@ analysis errors or times out, the request is refused with 503 and never forwarde
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections import Counter
@@ -80,6 +81,7 @@ class PiiGuardrail:
         self.policies = policies
         self.is_hosted = is_hosted
         self._hash_key = hashlib.sha256(b"mixguard-pii-hash:" + vault._mac_key).digest()
+        self._background: set[asyncio.Task] = set()
 
     def bind_redis(self, client: Any) -> None:
         """Called once the gateway's Redis is up: the vault and the analysis cache live there."""
@@ -214,6 +216,20 @@ class PiiGuardrail:
         if not mapping and scan is None:
             return None
         return StreamRestorer(mapping, scan, hold)
+
+    def prewarm(self, ctx: GuardContext, texts: list[str]) -> None:
+        """Analyse the answer the caller just received, in the background: it comes back as the
+        assistant message of the next turn, which then costs a cache hit instead of an analysis
+        (so turn N costs about one new user message, as turn 1 does)."""
+        policy = self._policy(ctx)
+        texts = [t for t in texts if t and t.strip()]
+        if not policy.enabled or not texts:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.analyzer.analyze_many(texts, self._entities(policy), policy.analyze_timeout_s))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failed prewarm is only a cache miss
 
     def audit_redactor(self, ctx: GuardContext) -> Callable[[str], str] | None:
         """For the audit record: the model's raw answer with invented identifiers redacted."""

@@ -71,6 +71,13 @@ class Pipeline:
                 return refusal
         return None
 
+    def answered(self, ctx: GuardContext, texts: list[str]) -> None:
+        """The caller got these answers (as it will send them back in the next turn's history)."""
+        for g in self.guardrails:
+            prewarm = getattr(g, "prewarm", None)
+            if prewarm is not None:
+                prewarm(ctx, texts)
+
     def checks_answers(self, ctx: GuardContext) -> bool:
         return any(getattr(g, "wants_answer", lambda _: False)(ctx) for g in self.guardrails)
 

@@ -292,6 +292,8 @@ class Gateway:
             self.pipeline.apply_to_response(self.pipeline.output_chain(ctx), kind, data)
             await self._check_answer(ctx, kind, data)
             if checker is None:
+                if kind == "chat" and self.pipeline:
+                    self.pipeline.answered(ctx, _answer_texts(kind, data)[:1])
                 return data
             text = _answer_texts(kind, data)[0] if data.get("choices") else ""
             violations = checker.violations(text)
@@ -354,10 +356,16 @@ class Gateway:
 
     async def _sse_body(self, ctx: GuardContext, kind: str, model: str, start: Any, draft: AuditDraft,
                         checker: ContractChecker | None = None) -> AsyncIterator[bytes]:
-        shown: list[str] = []  # what the caller saw, for end-of-stream checks
+        shown: list[str] = []  # what the caller saw: for end-of-stream checks and the next turn
         end_checks = checker is not None or self.pipeline.checks_answers(ctx)
+        keep = kind == "chat" and bool(self.pipeline)
         try:
             async for ev in self._events(ctx, kind, start, draft):
+                if keep and not end_checks:
+                    for choice in ev.get("choices") or []:
+                        piece = (choice.get("delta") or {}).get("content")
+                        if choice.get("index", 0) == 0 and isinstance(piece, str):
+                            shown.append(piece)
                 if draft.ttft_ms is None:
                     draft.ttft_ms = (time.perf_counter() - draft.t0) * 1000
                 if ev.get("usage"):
@@ -367,6 +375,8 @@ class Gateway:
                     await self._stream_end_checks(ctx, kind, ev, shown, draft, checker)
                 yield _sse(ev)
             yield b"data: [DONE]\n\n"
+            if keep:
+                self.pipeline.answered(ctx, ["".join(shown)])
         except (BackendError, errors.GatewayError) as exc:
             body = self._error_event(exc)
             draft.error_code = body["error"].get("code")

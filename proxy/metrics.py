@@ -22,6 +22,9 @@ class _Metrics:
                                       ["backend", "kind"], registry=r)
         self.guardrail_decisions = Counter("mixguard_guardrail_decisions_total", "Guardrail decisions",
                                            ["guardrail", "action"], registry=r)
+        self.pii_analysis = Counter("mixguard_pii_analysis_total",
+                                    "Texts the PII analyzer was asked about, by where the answer came from",
+                                    ["source"], registry=r)
         self.audit_records = Counter("mixguard_audit_records_total",
                                      "Audit records written, by destination (redis, spool, lost)",
                                      ["destination"], registry=r)

@@ -23,6 +23,7 @@ import orjson
 from presidio_analyzer import Pattern, PatternRecognizer
 
 from policies.models import CustomRecognizer
+from proxy.metrics import METRICS
 
 log = logging.getLogger("mixguard.pii")
 
@@ -193,6 +194,7 @@ class PiiAnalyzer:
                 self.cache.move_to_end(k)
                 out[i] = hit
                 self.stats["memory_hits"] += 1
+                METRICS.pii_analysis.labels("memory").inc()
             elif texts[i].strip():
                 missing.append(i)
             else:
@@ -212,6 +214,7 @@ class PiiAnalyzer:
                 out[i] = spans
                 self._remember(keys[i], spans)
                 self.stats["redis_hits"] += 1
+                METRICS.pii_analysis.labels("redis").inc()
             missing = still
         if missing:
             loop = asyncio.get_running_loop()
@@ -223,6 +226,7 @@ class PiiAnalyzer:
             except Exception as exc:
                 raise AnalysisFailed(f"PII analysis failed ({type(exc).__name__})") from None
             self.stats["analyzed"] += len(missing)
+            METRICS.pii_analysis.labels("analyzed").inc(len(missing))
             pipe_items = {}
             for i, spans in zip(missing, fresh):
                 out[i] = spans

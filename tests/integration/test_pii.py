@@ -269,3 +269,33 @@ def test_restore_can_be_turned_off_for_hosted_fallbacks(primary, redis_server):
         g.stop()
         faulty.stop()
         hosted.stop()
+
+
+def test_the_answer_is_analysed_after_responding_so_the_next_turn_only_pays_for_its_new_message(redis_server):
+    """Turn 2 sends turn 1's answer back as history: it must already be in the analysis cache."""
+    s = Standin()
+    s.configure(replies=["Certainly, Ms Okonkwo: your parcel to Lagos leaves on Monday.", "Anything else?"])
+    g = Gateway(gateway_config({"model": "openai/mixtral", "api_base": f"{s.url}/v1"}, redis_url=redis_server.url))
+    try:
+        c = openai.OpenAI(base_url=g.url + "/v1", api_key=Gateway.KEY, max_retries=0, timeout=30)
+        first = {"role": "user", "content": "Hi, I am Adaeze Okonkwo. Where is my parcel to Lagos?"}
+        answer = c.chat.completions.create(model="mixtral", messages=[first]).choices[0].message.content
+        assert "Okonkwo" in answer  # restored for the caller
+        deadline = time.time() + 10
+        analyzed = g.metric("mixguard_pii_analysis_total", source="analyzed")
+        while time.time() < deadline:  # the background analysis of the answer settles
+            time.sleep(0.2)
+            now = g.metric("mixguard_pii_analysis_total", source="analyzed")
+            if now == analyzed and now >= 2:
+                break
+            analyzed = now
+        assert analyzed == 2  # turn 1: the user message, then (after responding) the answer
+        c.chat.completions.create(model="mixtral", messages=[
+            first, {"role": "assistant", "content": answer}, {"role": "user", "content": "Can it go faster?"}])
+        time.sleep(0.5)
+        # Turn 2 analysed only its new user message (+ its own answer afterwards): the history was cached.
+        assert g.metric("mixguard_pii_analysis_total", source="analyzed") == analyzed + 2
+        assert g.metric("mixguard_pii_analysis_total", source="memory") >= 2
+    finally:
+        g.stop()
+        s.stop()
