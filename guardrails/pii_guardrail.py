@@ -87,6 +87,10 @@ class PiiGuardrail:
         """Called once the gateway's Redis is up: the vault and the analysis cache live there."""
         self.vault.redis = client
         self.analyzer.redis = client
+        self.analyzer.warm_up()
+
+    def close(self) -> None:
+        self.analyzer.close()
 
     def _policy(self, ctx: GuardContext) -> PiiPolicy:
         return self.policies.get(ctx.policy).policy.pii

@@ -101,6 +101,8 @@ class Gateway:
             t.cancel()
         if self.audit is not None:
             await self.audit.close()
+        for g in self.pipeline.guardrails:
+            getattr(g, "close", lambda: None)()
         await self.router.close()
         await self.redis.close()
 

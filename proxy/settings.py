@@ -132,6 +132,9 @@ class PiiSettings(_Strict):
     vault_ttl_seconds: int = Field(default=86_400, gt=0)
     vault_key_env: str = Field(default="MIXGUARD_VAULT_KEY", description="env var holding the vault encryption key")
     analysis_workers: int = Field(default=2, ge=1, le=32)
+    long_text_processes: int = Field(default=2, ge=0, le=32, description="worker processes that analyse long "
+                                     "texts in parallel chunks (each loads the spaCy model); 0: threads only")
+    long_text_chars: int = Field(default=4000, ge=1000, description="texts longer than this use the processes")
 
 
 class AuditSettings(_Strict):

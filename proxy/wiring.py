@@ -31,11 +31,14 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
         from guardrails.pii.vault import Vault, vault_key_from_env
         from guardrails.pii_guardrail import PiiGuardrail
 
-        customs = [custom_recognizer(r) for lp in store.values() for r in lp.policy.pii.recognizers]
+        specs = [r for lp in store.values() for r in lp.policy.pii.recognizers]
         extra = {n for lp in store.values() for n in lp.policy.pii.enable_presidio_recognizers}
-        engine = build_analyzer(ms.pii.spacy_model, DEFAULT_RECOGNIZERS | extra, customs)
+        enabled = DEFAULT_RECOGNIZERS | extra
+        engine = build_analyzer(ms.pii.spacy_model, enabled, [custom_recognizer(r) for r in specs])
         key = vault_key_from_env(ms.pii.vault_key_env)
-        analyzer = PiiAnalyzer(engine, None, ms.redis_prefix, key, workers=ms.pii.analysis_workers)
+        spec = (ms.pii.spacy_model, sorted(enabled), [r.model_dump() for r in specs])  # rebuilt in worker processes
+        analyzer = PiiAnalyzer(engine, None, ms.redis_prefix, key, workers=ms.pii.analysis_workers, spec=spec,
+                               processes=ms.pii.long_text_processes, long_text_chars=ms.pii.long_text_chars)
         vault = Vault(None, ms.redis_prefix, key, ms.pii.vault_ttl_seconds)
         hosted = {d.backend_id for d in config.model_list if d.hosted}
         steps.append(PiiGuardrail(analyzer, vault, store, is_hosted=lambda b: b in hosted))

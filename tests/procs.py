@@ -163,6 +163,8 @@ def gateway_config(primary: dict[str, Any], *, fallbacks: list[dict[str, Any]] |
         "router_settings": {"timeout": 5, **(router or {}), **({"fallbacks": [{"mixtral": fb_names}]} if fb_names else {})},
         "mixguard": {"redis_url": redis_url, "admin_key": Gateway.ADMIN,
                      "audit": {"spool_path": str(Path(tempfile.mkdtemp(prefix="mg-spool-")) / "audit.spool")},
+                     # Worker processes for long texts load spaCy each: only the test of that path starts them.
+                     "pii": {"long_text_processes": 0},
                      "api_keys": [{"key": Gateway.KEY, "app": "test-app", "id": "test-key"},
                                   {"key": "sk-other-app-key", "app": "other-app", "id": "other-key"}],
                      **(extra or {})},

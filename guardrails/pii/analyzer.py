@@ -76,6 +76,51 @@ def _trim_person(text: str, start: int, end: int) -> tuple[int, int]:
 _CODE_LIKE = re.compile(r"[\d_=/\\{}\[\]<>@#$%^*|~`]")
 
 
+#: Texts longer than this are split into chunks analysed in parallel worker processes (spaCy holds
+#: the GIL for much of its work, so threads barely overlap; processes do).
+CHUNK_CHARS = 2000
+CHUNK_OVERLAP = 80
+_WORKER: "PiiAnalyzer | None" = None
+
+
+def _worker_init(spec: tuple) -> None:
+    global _WORKER
+    import os
+    import threading
+    import time
+
+    from .engine import build_analyzer
+
+    parent = os.getppid()
+
+    def orphan_watch() -> None:  # a killed gateway must not leave its workers behind
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+    threading.Thread(target=orphan_watch, daemon=True, name="orphan-watch").start()
+    spacy_model, enabled, customs = spec
+    _WORKER = PiiAnalyzer(build_analyzer(spacy_model, enabled, [custom_recognizer(CustomRecognizer(**c)) for c in customs]))
+
+
+def _worker_analyze(text: str, entities: list[str] | None) -> list[tuple[int, int, str, float]]:
+    assert _WORKER is not None
+    return [(x.start, x.end, x.entity, x.score) for x in _WORKER.analyze_sync(text, entities)]
+
+
+def split_chunks(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLAP) -> list[tuple[int, str]]:
+    """(offset, chunk) pieces of about `size` characters, cut at whitespace, each overlapping the
+    next by `overlap` characters so an entity on a cut is whole in one of them."""
+    out, start = [], 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        if end < len(text):
+            cut = max(text.rfind("\n", start + size // 2, end), text.rfind(" ", start + size // 2, end))
+            end = cut if cut > start else end
+        out.append((start, text[start:min(len(text), end + overlap)]))
+        start = end
+    return out
+
+
 class AnalysisFailed(Exception):
     pass
 
@@ -129,8 +174,15 @@ def custom_recognizer(spec: CustomRecognizer) -> PatternRecognizer:
 
 class PiiAnalyzer:
     def __init__(self, engine: Any, redis: Any = None, prefix: str = "mixguard:", mac_key: bytes = b"",
-                 workers: int = 2, cache_size: int = 20_000, redis_ttl: int = 86_400) -> None:
+                 workers: int = 2, cache_size: int = 20_000, redis_ttl: int = 86_400,
+                 spec: tuple | None = None, processes: int = 0, long_text_chars: int = 2 * CHUNK_CHARS) -> None:
+        """`spec` (spacy model, recognizer names, custom recognizer dicts) lets `processes` worker
+        processes rebuild the same engine for texts longer than `long_text_chars`."""
         self.engine = engine
+        self.spec = spec
+        self.processes = processes if spec is not None else 0
+        self.long_text_chars = long_text_chars
+        self._procs: Any = None
         self.redis = redis
         self.prefix = prefix
         self._mac_key = hashlib.sha256(b"mixguard-analysis:" + mac_key).digest()
@@ -217,13 +269,13 @@ class PiiAnalyzer:
                 METRICS.pii_analysis.labels("redis").inc()
             missing = still
         if missing:
-            loop = asyncio.get_running_loop()
             try:
-                fresh = await asyncio.wait_for(
-                    loop.run_in_executor(self.pool, self._analyze_batch, [texts[i] for i in missing], entities), timeout)
+                fresh = await asyncio.wait_for(self._analyze_missing([texts[i] for i in missing], entities), timeout)
             except asyncio.TimeoutError:
                 raise AnalysisFailed(f"PII analysis timed out after {timeout:g}s") from None
             except Exception as exc:
+                if type(exc).__name__ == "BrokenProcessPool":
+                    self._procs = None  # started again on the next long text
                 raise AnalysisFailed(f"PII analysis failed ({type(exc).__name__})") from None
             self.stats["analyzed"] += len(missing)
             METRICS.pii_analysis.labels("analyzed").inc(len(missing))
@@ -241,6 +293,68 @@ class PiiAnalyzer:
                 except Exception as exc:
                     log.warning("analysis cache write failed: %s", type(exc).__name__)
         return [o or [] for o in out]
+
+    async def _analyze_missing(self, texts: list[str], entities: list[str] | None) -> list[list[Span]]:
+        loop = asyncio.get_running_loop()
+        long = [i for i, t in enumerate(texts) if self.processes and len(t) > self.long_text_chars]
+        short = [i for i in range(len(texts)) if i not in set(long)]
+        jobs = []
+        if short:
+            jobs.append(loop.run_in_executor(self.pool, self._analyze_batch, [texts[i] for i in short], entities))
+        for i in long:
+            jobs.append(self._analyze_long(texts[i], entities))
+        results = await asyncio.gather(*jobs)
+        out: list[list[Span]] = [[] for _ in texts]
+        pos = 0
+        if short:
+            for i, spans in zip(short, results[0]):
+                out[i] = spans
+            pos = 1
+        for i, spans in zip(long, results[pos:]):
+            out[i] = spans
+        return out
+
+    async def _analyze_long(self, text: str, entities: list[str] | None) -> list[Span]:
+        loop = asyncio.get_running_loop()
+        pool = self._process_pool()
+        chunks = split_chunks(text)
+        parts = await asyncio.gather(*(loop.run_in_executor(pool, _worker_analyze, c, entities) for _, c in chunks))
+        best: dict[tuple[int, int, str], float] = {}
+        for (offset, _), spans in zip(chunks, parts):
+            for start, end, entity, score in spans:
+                key = (start + offset, end + offset, entity)
+                best[key] = max(score, best.get(key, 0.0))
+        return [Span(a, b, e, sc) for (a, b, e), sc in sorted(best.items())]
+
+    def _process_pool(self) -> Any:
+        if self._procs is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            # spawn: never fork a process that runs an event loop and threads
+            self._procs = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                              initializer=_worker_init, initargs=(self.spec,))
+        return self._procs
+
+    def warm_up(self) -> None:
+        """Start the worker processes now (each loads spaCy: seconds), not on the first long prompt."""
+        if self.processes:
+            pool = self._process_pool()
+            sample = ("Warm up: Jane Roe lives at 12 Main Street, Springfield; mail jane@example.com, call "
+                      "+1 212 555 0143 or (020) 7946 0958, card 4111 1111 1111 1111, IBAN GB82 WEST 1234 5698 7654 32.")
+            sample = (sample + " ") * 12  # a chunk-sized text: spaCy sizes its buffers on the first ones
+            self._warming = [pool.submit(_worker_analyze, sample, None) for _ in range(3 * self.processes)]
+            for f in self._warming:
+                f.add_done_callback(lambda f: f.exception())
+
+    def wait_warm(self, timeout: float = 120) -> None:
+        """Block until the worker processes have loaded (benchmarks; the gateway does not wait)."""
+        from concurrent.futures import wait
+        wait(getattr(self, "_warming", []), timeout)
+
+    def close(self) -> None:
+        if self._procs is not None:
+            self._procs.shutdown(wait=True, cancel_futures=True)
+            self._procs = None
 
     def structured_scan(self, text: str, entities: Iterable[str]) -> list[Span]:
         """Regex-only recognizers (no NER), fast enough to run on streamed output inline."""

@@ -299,3 +299,25 @@ def test_the_answer_is_analysed_after_responding_so_the_next_turn_only_pays_for_
     finally:
         g.stop()
         s.stop()
+
+
+def test_a_long_prompt_is_analysed_in_parallel_chunks_and_nothing_leaks_at_the_cuts(pii_gateway, primary):
+    """Texts over long_text_chars go to worker processes in ~2,000-character chunks that overlap,
+    so a value on a cut is still found whole; every value is masked and restored."""
+    filler = "The quarterly numbers look fine and the team keeps shipping on schedule. "
+    values = ["grace.hopper@example.com", "Nathaniel Brightwater", "+44 20 7946 0958", "4111 1111 1111 1111"]
+    text, placed = "", []
+    for i in range(12):  # ~12,000 characters, a value every ~1,000, some right at chunk cuts
+        text += filler * 13
+        text = text[: 1000 * (i + 1) - 8]  # land the value across the 1,000/2,000 boundaries
+        v = values[i % len(values)]
+        text += f" {v} "
+        placed.append(v)
+    assert len(text) > 11_000
+    resp = _client(pii_gateway).chat.completions.create(model="mixtral", messages=[{"role": "user", "content": text}])
+    seen = _seen_by_backend(primary)
+    for v in values:
+        assert v not in seen
+    if primary.echo:
+        assert seen.count("<EMAIL_ADDRESS_1>") == placed.count(values[0])
+        assert resp.choices[0].message.content == text
