@@ -121,6 +121,32 @@ def split_chunks(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLA
     return out
 
 
+_ADDRESS_LINE = re.compile(r"^[ \t]*((?:[^\W\d_][^\s,]*|\d[\w-]*)(?:[ \t,]+(?:[^\W\d_][^\s,]*|\d[\w-]*)){0,5})[ \t]*$")
+
+
+def _address_block_lines(text: str, streets: list[Span], max_lines: int = 3) -> list[Span]:
+    """The lines that follow a street line in an address block ("Svratka", "Czech Republic 45098",
+    "KEMINMAA, LL 55306"): short lines of capitalised words and numbers. NER misses most small
+    towns, all-caps names and postcodes there."""
+    out: list[Span] = []
+    for st in streets:
+        pos = text.find("\n", st.end)
+        for _ in range(max_lines):
+            if pos < 0:
+                break
+            start = pos + 1
+            end = text.find("\n", start)
+            end = len(text) if end < 0 else end
+            line = text[start:end]
+            m = _ADDRESS_LINE.match(line)
+            words = m.group(1).replace(",", " ").split() if m else []
+            if not words or len(line) > 48 or not all(w[0].isupper() or w[0].isdigit() for w in words):
+                break
+            out.append(Span(start + m.start(1), start + m.end(1), "LOCATION", 0.6))
+            pos = end if end < len(text) else -1
+    return out
+
+
 class AnalysisFailed(Exception):
     pass
 
@@ -213,6 +239,8 @@ class PiiAnalyzer:
             elif r.entity_type in ("LOCATION", "NRP") and _CODE_LIKE.search(text[start:end]):
                 continue  # "sha256:6111b4…", "E66181": hashes and codes, not places
             out.append(Span(start, end, r.entity_type, float(r.score)))
+        if entities is None or "LOCATION" in entities:
+            out += _address_block_lines(text, [x for x in out if x.entity == "STREET_ADDRESS"])
         return out
 
     def _unlikely_name(self, text: str, start: int, end: int) -> bool:

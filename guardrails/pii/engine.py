@@ -18,7 +18,7 @@ import re
 from typing import Any, Iterable
 
 import tldextract
-from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+from presidio_analyzer import AnalyzerEngine, EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult, RecognizerRegistry
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpEngineProvider
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer
@@ -166,6 +166,38 @@ def _street_address_recognizer() -> PatternRecognizer:
         context=["address", "live", "lives", "street", "ship", "mail", "deliver", "located"])
 
 
+_NAME_WORD = r"[A-ZÀ-ÖØ-ÞĀ-Ž][^\W\d_]+(?:[-'’][^\W\d_]+)*"
+_NAME = rf"{_NAME_WORD}(?:[ \t]+(?:[A-Z]\.?[ \t]+)?{_NAME_WORD}){{0,3}}"
+
+
+class ContextNameRecognizer(EntityRecognizer):
+    """Names right after words that announce one: "My name is …", "Name: …", "Dear …",
+    "Dr. …", "follow up with …", "said …", "Directed by: …", and the name line that heads an
+    address block. spaCy's small model misses many names there, above all non-English ones."""
+
+    CUES = (r"(?:\b(?:[Mm]y name is|[Mm]y name's|[Cc]all me|I am|I'm|[Dd]ear|[Dd]irected [Bb]y|[Ww]ritten [Bb]y|"
+            r"[Ss]igned|[Ff]ollow up with|[Ss]aid|[Aa]sked|[Rr]eplied|[Tt]old|[Ss]houted at|[Ww]rote to|[Mm]arried)"
+            r"[ \t]*[:,]?"
+            r"|\b(?:[Nn]ame|[Ff]ull [Nn]ame|[Cc]ustomer|[Pp]atient|[Cc]ontact|[Aa]ttn|[Bb]eneficiary|[Aa]uthor)[ \t]*:"
+            r"|\b(?:Dr|Mr|Mrs|Ms|Mx|Prof)\.?)[ \t]+")
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language="en")
+        self._cue = re.compile(self.CUES + rf"({_NAME})")
+        self._block = re.compile(rf"^[ \t]*({_NAME_WORD}(?:[ \t]+(?:[A-Z][ \t]+)?{_NAME_WORD}){{1,3}})[ \t]*\n(?:[ \t]*\n)?"
+                                 r"[ \t]*\d{1,6}[ \t]+\S", re.MULTILINE)
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+        out = []
+        for rx, score in ((self._cue, 0.6), (self._block, 0.55)):
+            for m in rx.finditer(text):
+                out.append(RecognizerResult("PERSON", m.start(1), m.end(1), score))
+        return out
+
+
 def _lemma_is_lower(doc: Any) -> Any:
     for token in doc:
         token.lemma_ = token.lower_
@@ -206,6 +238,7 @@ def build_analyzer(spacy_model: str = DEFAULT_SPACY_MODEL, enabled: Iterable[str
         if name in enabled:
             registry.add_recognizer(cls())
     registry.add_recognizer(_street_address_recognizer())
+    registry.add_recognizer(ContextNameRecognizer())
     if "PhoneRecognizer" in enabled:
         registry.add_recognizer(GenericPhoneRecognizer())
     if "CreditCardRecognizer" in enabled:

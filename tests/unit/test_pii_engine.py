@@ -56,3 +56,25 @@ def test_a_name_run_into_the_next_line_or_a_house_number_is_trimmed_to_the_name(
     text = "x " + span + " y"
     start, end = _trim_person(text, 2, 2 + len(span))
     assert text[start:end] == name
+
+
+@pytest.mark.parametrize("text, name", [
+    ("My name is Sigtryggur Bernharðsson and I need help", "Sigtryggur Bernharðsson"),
+    ("Name:    Mehrudin M Thaler\nAddress: 990 Rue du Niger 87", "Mehrudin M Thaler"),
+    ("Please follow up with Đurđa Jovanović next week.", "Đurđa Jovanović"),
+    ("Pertti Palander\n\n083 Favoritenstrasse 36\nWien", "Pertti Palander"),
+])
+def test_names_after_cue_words_and_at_the_head_of_an_address_block(analyzer, text, name):
+    assert ("PERSON", name) in found(analyzer, text)
+
+
+def test_lines_after_a_street_line_are_part_of_the_address(analyzer):
+    text = "Helena Carlsen\n637 Strojírenská 1006\n Suite 026\n Svratka\n Czech Republic 45098\n\nThanks for the help"
+    spans = found(analyzer, text)
+    assert ("LOCATION", "Svratka") in spans and ("LOCATION", "Czech Republic 45098") in spans
+    assert not any("Thanks" in v for _, v in spans)
+
+
+@pytest.mark.parametrize("text", ["Customer Service Team will answer soon.", "Dear customer, your order shipped."])
+def test_cue_words_do_not_turn_ordinary_words_into_names(analyzer, text):
+    assert not any(e == "PERSON" for e, _ in found(analyzer, text, threshold=0.5))
