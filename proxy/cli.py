@@ -32,10 +32,15 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=config.mixguard.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in CONTENT_LOGGERS:  # they print request text at DEBUG: never let raw PII reach a log line
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    from guardrails.topics.embedder import EmbeddingModelMissing
+
     try:
         app = build_app(config)
     except PolicyError as exc:
         print(f"mixguard: invalid policy files:\n{exc}", file=sys.stderr)
+        return 2
+    except EmbeddingModelMissing as exc:
+        print(f"mixguard: a policy has semantic topic rules, but {exc}", file=sys.stderr)
         return 2
     uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
                 log_level=config.mixguard.log_level, access_log=args.access_log, timeout_keep_alive=30)
