@@ -19,6 +19,11 @@ from .settings import Deployment
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
+#: litellm_params keys that the lean path sends as per-deployment request defaults.
+DEFAULT_PARAMS = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "frequency_penalty", "presence_penalty",
+                  "repetition_penalty", "stop", "seed")
+
+
 class BackendError(Exception):
     """A deployment failed. `status` is the upstream HTTP status (None: no response)."""
 
@@ -84,6 +89,10 @@ class OpenAICompatibleBackend(Backend):
         if p.api_key:
             self.headers["Authorization"] = f"Bearer {p.api_key}"
         self.session: aiohttp.ClientSession | None = None
+        # As in LiteLLM, sampling params in litellm_params are defaults for every call to this
+        # deployment (the caller's own value wins), e.g. a max_tokens cap for a self-hosted model.
+        extra = p.model_extra or {}
+        self.defaults = {k: extra[k] for k in DEFAULT_PARAMS if k in extra}
 
     async def start(self) -> None:
         if self.session is None:
@@ -101,7 +110,8 @@ class OpenAICompatibleBackend(Backend):
 
     async def _post(self, kind: str, body: dict[str, Any], timeout: float) -> aiohttp.ClientResponse:
         assert self.session is not None, "backend not started"
-        payload = orjson.dumps({**body, "model": self.model})
+        payload = orjson.dumps({**self.defaults, **body, "model": self.model} if self.defaults
+                               else {**body, "model": self.model})
         try:
             resp = await self.session.post(self._url(kind), data=payload, headers=self.headers,
                                            timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10),

@@ -30,7 +30,9 @@ class Primary:
     standin: Standin | None
 
     def params(self, **extra) -> dict:
-        return {"model": f"openai/{self.model}", "api_base": f"{self.url}/v1", **extra}
+        # A real server (dummy weights never stop on EOS) gets a per-deployment max_tokens default.
+        cap = {} if self.echo else {"max_tokens": int(os.environ.get("MIXGUARD_TEST_SGLANG_MAX_TOKENS", "24"))}
+        return {"model": f"openai/{self.model}", "api_base": f"{self.url}/v1", **cap, **extra}
 
 
 @pytest.fixture(scope="session")

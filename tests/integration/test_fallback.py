@@ -26,8 +26,9 @@ def hosted(primary):
     if primary.standin is not None:
         s = Standin()
         url = s.url
+    cap = {} if primary.echo else {"max_tokens": 24}  # a real server with dummy weights never stops on its own
     yield {"id": "mistral-hosted", "params": {"model": "mistral/open-mixtral-8x7b", "api_base": f"{url}/v1",
-                                              "api_key": "test-key"}}, s
+                                              "api_key": "test-key", **cap}}, s
     if s:
         s.stop()
 
