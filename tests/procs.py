@@ -160,7 +160,8 @@ def gateway_config(primary: dict[str, Any], *, fallbacks: list[dict[str, Any]] |
         model_list.append({"model_name": name, "litellm_params": fb["params"], "model_info": {"id": fb["id"]}})
     cfg: dict[str, Any] = {
         "model_list": model_list,
-        "router_settings": {"timeout": 5, **(router or {}), **({"fallbacks": [{"mixtral": fb_names}]} if fb_names else {})},
+        # A real SGLang server compiles kernels for new shapes on first use: give it time.
+        "router_settings": {"timeout": 60 if os.environ.get("MIXGUARD_TEST_SGLANG_URL") else 5, **(router or {}), **({"fallbacks": [{"mixtral": fb_names}]} if fb_names else {})},
         "mixguard": {"redis_url": redis_url, "admin_key": Gateway.ADMIN,
                      "audit": {"spool_path": str(Path(tempfile.mkdtemp(prefix="mg-spool-")) / "audit.spool")},
                      # Worker processes for long texts load spaCy each: only the test of that path starts them.

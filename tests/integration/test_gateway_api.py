@@ -98,12 +98,18 @@ def test_text_completions(gateway, client, primary):
 
 def test_responses_api_text_and_stream(gateway, client, primary):
     r = client.responses.create(model="mixtral", instructions="Be terse.", input="Tell me about the gateway")
-    assert r.status == "completed" and r.usage.input_tokens > 0
+    assert r.usage.input_tokens > 0
+    if primary.echo:
+        assert r.status == "completed"
+    else:  # a real model may hit the test's max_tokens cap: OpenAI calls that incomplete
+        assert r.status == "completed" or (r.status == "incomplete"
+                                           and r.incomplete_details.reason == "max_output_tokens")
     if primary.echo:
         assert r.output_text == "Tell me about the gateway"
     events = list(client.responses.create(model="mixtral", input="streamed response words", stream=True))
     kinds = [e.type for e in events]
-    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert kinds[0] == "response.created"
+    assert kinds[-1] == "response.completed" if primary.echo else kinds[-1] in ("response.completed", "response.incomplete")
     deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     if primary.echo:
         assert deltas == "streamed response words"
