@@ -46,7 +46,13 @@ def redis_server():
 def primary():
     real = os.environ.get("MIXGUARD_TEST_SGLANG_URL")
     if real:
-        yield Primary(real.rstrip("/"), os.environ.get("MIXGUARD_TEST_SGLANG_MODEL", "default"), False, None)
+        p = Primary(real.rstrip("/"), os.environ.get("MIXGUARD_TEST_SGLANG_MODEL", "default"), False, None)
+        # A fresh server compiles its kernels on the first requests (tens of seconds): pay that here.
+        import httpx
+        for _ in range(2):
+            httpx.post(f"{p.url}/v1/chat/completions", timeout=600, json={
+                "model": p.model, "max_tokens": 8, "messages": [{"role": "user", "content": "warm up " * 40}]})
+        yield p
         return
     s = Standin()
     yield Primary(s.url, "mistralai/Mixtral-8x7B-Instruct-v0.1", True, s)
