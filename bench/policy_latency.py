@@ -96,7 +96,7 @@ def pipeline_cost(n: int, d: Path) -> None:
 
     (d / "pii-only.yaml").write_text("name: pii-only\n")
     cfg = parse_config("model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
-                       f"mixguard:\n  policies_dir: {d}\n")
+                       f"mixguard:\n  policies_dir: {d}\n  pii: {{long_text_processes: 0}}\n")  # 500 chars: threads
     store = PolicyStore(d)
     pipe = build_pipeline(cfg, store)
 

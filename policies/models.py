@@ -15,6 +15,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _check_regex(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {v!r}: {exc}") from None
+    return v
+
+
 class EntityRule(_Strict):
     action: PiiAction = "mask"
     mode: Mode | None = Field(default=None, description="monitor: record what would happen, change nothing")
@@ -29,11 +37,7 @@ class PatternSpec(_Strict):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"invalid regex: {exc}") from None
-        return v
+        return _check_regex(v)
 
 
 class CustomRecognizer(_Strict):
@@ -89,12 +93,7 @@ class TopicRule(_Strict):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, v: list[str]) -> list[str]:
-        for r in v:
-            try:
-                re.compile(r)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {r!r}: {exc}") from None
-        return v
+        return [_check_regex(r) for r in v]
 
 
 class Refusal(_Strict):

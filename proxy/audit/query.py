@@ -95,37 +95,37 @@ def _decode(fields_: dict) -> dict[str, Any]:
     return orjson.loads(raw)
 
 
+def _page(rows: list, start: str, end: str, page: int, reverse: bool) -> tuple[list[tuple[str, dict[str, Any]]], tuple[str, str] | None]:
+    """Decoded rows of one XRANGE/XREVRANGE page, and the bounds of the next page (None: last)."""
+    out = [((sid.decode() if isinstance(sid, bytes) else sid), _decode(f)) for sid, f in rows]
+    if len(rows) < page:
+        return out, None
+    last = "(" + out[-1][0]
+    return out, ((start, last) if reverse else (last, end))
+
+
 def iter_stream(client: Any, stream: str, start: str = "-", end: str = "+", page: int = 1000,
                 reverse: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
     """(stream id, record) in stream order (or newest first), paged; sync client."""
-    while True:
-        rows = client.xrevrange(stream, end, start, count=page) if reverse else client.xrange(stream, start, end, count=page)
-        for sid, f in rows:
-            yield (sid.decode() if isinstance(sid, bytes) else sid), _decode(f)
-        if len(rows) < page:
-            return
-        last = rows[-1][0].decode() if isinstance(rows[-1][0], bytes) else rows[-1][0]
-        if reverse:
-            end = "(" + last
-        else:
-            start = "(" + last
+    bounds: tuple[str, str] | None = (start, end)
+    while bounds is not None:
+        lo, hi = bounds
+        rows = client.xrevrange(stream, hi, lo, count=page) if reverse else client.xrange(stream, lo, hi, count=page)
+        out, bounds = _page(rows, lo, hi, page, reverse)
+        yield from out
 
 
 async def aiter_stream(client: Any, stream: str, start: str = "-", end: str = "+", page: int = 1000,
                        reverse: bool = False) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """The same, for the gateway's async client."""
-    while True:
-        rows = await (client.xrevrange(stream, end, start, count=page) if reverse
-                      else client.xrange(stream, start, end, count=page))
-        for sid, f in rows:
-            yield (sid.decode() if isinstance(sid, bytes) else sid), _decode(f)
-        if len(rows) < page:
-            return
-        last = rows[-1][0].decode() if isinstance(rows[-1][0], bytes) else rows[-1][0]
-        if reverse:
-            end = "(" + last
-        else:
-            start = "(" + last
+    bounds: tuple[str, str] | None = (start, end)
+    while bounds is not None:
+        lo, hi = bounds
+        rows = await (client.xrevrange(stream, hi, lo, count=page) if reverse
+                      else client.xrange(stream, lo, hi, count=page))
+        out, bounds = _page(rows, lo, hi, page, reverse)
+        for item in out:
+            yield item
 
 
 def decode_heads(raw: dict) -> dict[str, dict[str, Any]]:

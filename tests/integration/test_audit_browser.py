@@ -43,6 +43,10 @@ def web_gw(primary):
 
 def test_admin_audit_page_sign_in_filter_detail_and_chain_status(browser, web_gw):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def until(condition) -> None:  # a click starts a navigation; wait for the new page
+        WebDriverWait(browser, 15).until(lambda d: condition())
 
     def send(key: str, app_text: str) -> str:
         rid = "web-" + uuid.uuid4().hex[:10]
@@ -59,9 +63,10 @@ def test_admin_audit_page_sign_in_filter_detail_and_chain_status(browser, web_gw
     assert mine not in browser.page_source
     browser.find_element(By.ID, "key").send_keys("wrong-key")
     browser.find_element(By.ID, "signin").click()
-    assert "Wrong admin key" in browser.page_source
+    until(lambda: "Wrong admin key" in browser.page_source)
     browser.find_element(By.ID, "key").send_keys(Gateway.ADMIN)
     browser.find_element(By.ID, "signin").click()
+    until(lambda: browser.find_elements(By.ID, "chain"))
 
     chain = browser.find_element(By.ID, "chain").text
     assert chain.startswith("Chain: OK") and "records" in chain
@@ -72,13 +77,14 @@ def test_admin_audit_page_sign_in_filter_detail_and_chain_status(browser, web_gw
 
     browser.find_element(By.ID, "f-app").send_keys("other-app")
     browser.find_element(By.ID, "apply").click()
-    assert "app=other-app" in browser.current_url
+    until(lambda: "app=other-app" in browser.current_url)
     rows = browser.find_elements(By.CSS_SELECTOR, "#records tr.record")
     assert rows and all("other-app" in r.text for r in rows)
     assert mine not in browser.page_source
 
     browser.get(web_gw.url + "/admin/audit?app=test-app")
     browser.find_element(By.LINK_TEXT, mine).click()
+    until(lambda: browser.find_elements(By.ID, "signature"))
     assert browser.find_element(By.ID, "signature").text == "Signature: valid"
     record = browser.find_element(By.ID, "record").text
     assert f'"id": "{mine}"' in record and '"PERSON": 1' in record and "<PERSON_1>" in record
