@@ -74,6 +74,7 @@ model_list:
     model_info:
       id: sglang-standin
 mixguard:
+  admin_key: {admin}
   api_keys:
     - key: {key}
       app: quickstart
@@ -86,7 +87,8 @@ def _quickstart(args: argparse.Namespace) -> int:
 
     key = "sk-mixguard-quickstart"
     cfg_path = Path(tempfile.mkdtemp(prefix="mixguard-")) / "config.yaml"
-    cfg_path.write_text(QUICKSTART_CONFIG.format(standin_port=args.standin_port, key=key))
+    admin = "sk-mixguard-admin-quickstart"
+    cfg_path.write_text(QUICKSTART_CONFIG.format(standin_port=args.standin_port, key=key, admin=admin))
     exe = [sys.executable, "-m", "proxy.cli"]
     standin = subprocess.Popen([*exe, "standin", "--port", str(args.standin_port)])
     gateway = subprocess.Popen([*exe, "serve", "--config", str(cfg_path), "--port", str(args.port)])
@@ -112,9 +114,8 @@ mixguard is up: gateway {base}  (config {cfg_path}), stand-in SGLang on :{args.s
   python -c "from openai import OpenAI; c = OpenAI(base_url='{base}/v1', api_key='{key}'); \\
 print(c.chat.completions.create(model='mixtral', messages=[{{'role': 'user', 'content': 'Hello from openai'}}]).choices[0].message.content)"
 
-Every request leaves a signed audit record:  mixguard audit tail  (or {base}/admin/audit; no admin key is
-set in this quickstart config, add mixguard.admin_key to sign in). Policies: {Path('policies').resolve()}
-(mixguard policy explain --policy default "some text").
+Every request leaves a signed audit record:  mixguard audit tail   or  {base}/admin/audit
+(admin key {admin}). Policies: {Path('policies').resolve()}  (mixguard policy explain --policy default "some text").
 
 Ctrl-C stops everything.""", flush=True)
     try:
