@@ -69,6 +69,21 @@ def pii_gateway(primary, redis_server):
     g.stop()
 
 
+@pytest.fixture(scope="module")
+def standin_pair(pii_gateway, primary, redis_server):
+    """(gateway, stand-in) for tests that read what the backend received or script its answer:
+    the module's pair when the primary is a stand-in, else a stand-in of their own (real-SGLang mode)."""
+    if primary.standin:
+        yield pii_gateway, primary.standin
+        return
+    s = Standin()
+    g = Gateway(gateway_config({"model": "openai/mixtral", "api_base": f"{s.url}/v1"}, redis_url=redis_server.url),
+                env={"MIXGUARD_VAULT_KEY": "test-vault-passphrase"})
+    yield g, s
+    g.stop()
+    s.stop()
+
+
 def _client(g: Gateway, key: str = Gateway.KEY) -> openai.OpenAI:
     return openai.OpenAI(base_url=g.url + "/v1", api_key=key, max_retries=0, timeout=60)
 
@@ -98,9 +113,8 @@ def test_masked_text_is_what_the_model_sees_without_restore(pii_gateway, primary
         assert "<PERSON_1>" in out and "<PHONE_NUMBER_1>" in out
 
 
-def test_every_part_of_the_request_is_scanned(pii_gateway, primary):
-    if not primary.standin:
-        pytest.skip("needs the stand-in's request log to see what the backend received")
+def test_every_part_of_the_request_is_scanned(standin_pair):
+    pii_gateway, standin = standin_pair
     tools = [{"type": "function", "function": {"name": "send", "parameters": {"type": "object"}}}]
     _client(pii_gateway).chat.completions.create(model="mixtral", tools=tools, tool_choice="none", messages=[
         {"role": "system", "content": "Customer: Maria Gonzalez"},
@@ -109,11 +123,12 @@ def test_every_part_of_the_request_is_scanned(pii_gateway, primary):
             "name": "send", "arguments": json.dumps({"to": "maria.gonzalez@example.com", "card": "4111 1111 1111 1111"})}}]},
         {"role": "tool", "tool_call_id": "c1", "content": "sent to (212) 555-0143"},
         {"role": "user", "content": "thanks"}])
-    seen = _seen_by_backend(primary)
+    seen = json.dumps(standin.last_request())
     for v in PII_VALUES:
         assert v not in seen
+    assert "<PERSON_1>" in seen and "<CREDIT_CARD_1>" in seen  # the request did reach the backend, masked
     _client(pii_gateway).completions.create(model="mixtral", prompt="Letter for Maria Gonzalez at maria.gonzalez@example.com")
-    seen = _seen_by_backend(primary)
+    seen = json.dumps(standin.last_request())
     assert "maria.gonzalez@example.com" not in seen and "<EMAIL_ADDRESS_1>" in seen
 
 
@@ -191,17 +206,16 @@ def test_custom_recognizers_from_yaml(pii_gateway, primary):
         assert out == "Employee <EMPLOYEE_ID_1> works on [REDACTED:PROJECT_CODENAME]."
 
 
-def test_pii_the_model_invents_is_redacted_in_output(pii_gateway, primary):
-    if not primary.standin:
-        pytest.skip("needs a scripted answer")
-    primary.standin.configure(replies=["Contact bob.smith@example.org or 4111-1111-1111-1111 for details."])
+def test_pii_the_model_invents_is_redacted_in_output(standin_pair):
+    pii_gateway, standin = standin_pair
+    standin.configure(replies=["Contact bob.smith@example.org or 4111-1111-1111-1111 for details."])
     try:
         c = _client(pii_gateway)
         whole = c.chat.completions.create(model="mixtral", messages=[{"role": "user", "content": "who?"}]).choices[0].message.content
         streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
             model="mixtral", stream=True, messages=[{"role": "user", "content": "who?"}]) if ch.choices)
     finally:
-        primary.standin.configure(replies=[])
+        standin.configure(replies=[])
     for out in (whole, streamed):
         assert "bob.smith@example.org" not in out and "4111-1111-1111-1111" not in out
         assert "[REDACTED:EMAIL_ADDRESS]" in out and "[REDACTED:CREDIT_CARD]" in out
