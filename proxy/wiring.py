@@ -5,6 +5,8 @@ Output filters run in reverse order (see guardrails.pipeline).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from guardrails.pipeline import Pipeline
@@ -26,19 +28,27 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
 
     steps.append(TopicGuardrail(store, encoder))
     if ms.pii.enabled:
-        from guardrails.pii.analyzer import PiiAnalyzer, custom_recognizer
-        from guardrails.pii.engine import DEFAULT_RECOGNIZERS, build_analyzer
+        from guardrails.pii.analyzer import PiiAnalyzer, engine_from_spec
+        from guardrails.pii.engine import DEFAULT_RECOGNIZERS
         from guardrails.pii.vault import Vault, vault_key_from_env
         from guardrails.pii_guardrail import PiiGuardrail
 
-        specs = [r for lp in store.values() for r in lp.policy.pii.recognizers]
-        extra = {n for lp in store.values() for n in lp.policy.pii.enable_presidio_recognizers}
-        enabled = DEFAULT_RECOGNIZERS | extra
-        engine = build_analyzer(ms.pii.spacy_model, enabled, [custom_recognizer(r) for r in specs])
+        def spec_for(policies: Any) -> tuple:
+            """What the Presidio engine is built from (picklable: worker processes rebuild it)."""
+            enabled = DEFAULT_RECOGNIZERS | {n for lp in policies.values() for n in lp.policy.pii.enable_presidio_recognizers}
+            return (ms.pii.spacy_model, sorted(enabled),
+                    [r.model_dump() for lp in policies.values() for r in lp.policy.pii.recognizers])
+
+        spec = spec_for(store.policies)
         key = vault_key_from_env(ms.pii.vault_key_env)
-        spec = (ms.pii.spacy_model, sorted(enabled), [r.model_dump() for r in specs])  # rebuilt in worker processes
-        analyzer = PiiAnalyzer(engine, None, ms.redis_prefix, key, workers=ms.pii.analysis_workers, spec=spec,
-                               processes=ms.pii.long_text_processes, long_text_chars=ms.pii.long_text_chars)
+        analyzer = PiiAnalyzer(engine_from_spec(spec), None, ms.redis_prefix, key, workers=ms.pii.analysis_workers,
+                               spec=spec, processes=ms.pii.long_text_processes, long_text_chars=ms.pii.long_text_chars)
+
+        def on_reload(policies: Any) -> None:  # a policy that adds a custom recognizer takes effect live
+            new = spec_for(policies)
+            if new != analyzer.spec:
+                analyzer.replace_engine(engine_from_spec(new), new)
+        store.listeners.append(on_reload)
         vault = Vault(None, ms.redis_prefix, key, ms.pii.vault_ttl_seconds)
         hosted = {d.backend_id for d in config.model_list if d.hosted}
         steps.append(PiiGuardrail(analyzer, vault, store, is_hosted=lambda b: b in hosted))

@@ -89,8 +89,6 @@ def _worker_init(spec: tuple) -> None:
     import threading
     import time
 
-    from .engine import build_analyzer
-
     parent = os.getppid()
 
     def orphan_watch() -> None:  # a killed gateway must not leave its workers behind
@@ -98,8 +96,14 @@ def _worker_init(spec: tuple) -> None:
             time.sleep(1.0)
         os._exit(0)
     threading.Thread(target=orphan_watch, daemon=True, name="orphan-watch").start()
+    _WORKER = PiiAnalyzer(engine_from_spec(spec))
+
+
+def engine_from_spec(spec: tuple) -> Any:
+    """A Presidio engine from (spaCy model, recognizer names, custom recognizer dicts)."""
+    from .engine import build_analyzer
     spacy_model, enabled, customs = spec
-    _WORKER = PiiAnalyzer(build_analyzer(spacy_model, enabled, [custom_recognizer(CustomRecognizer(**c)) for c in customs]))
+    return build_analyzer(spacy_model, set(enabled), [custom_recognizer(CustomRecognizer(**c)) for c in customs])
 
 
 def _worker_analyze(text: str, entities: list[str] | None) -> list[tuple[int, int, str, float]]:
@@ -205,6 +209,7 @@ class PiiAnalyzer:
         """`spec` (spacy model, recognizer names, custom recognizer dicts) lets `processes` worker
         processes rebuild the same engine for texts longer than `long_text_chars`."""
         self.engine = engine
+        self.engine_version = hashlib.sha256(repr(spec).encode()).hexdigest()[:8]  # part of every cache key
         self.spec = spec
         self.processes = processes if spec is not None else 0
         self.long_text_chars = long_text_chars
@@ -264,7 +269,7 @@ class PiiAnalyzer:
         return [self.analyze_sync(t, entities) for t in texts]
 
     async def analyze_many(self, texts: list[str], entities: list[str] | None, timeout: float) -> list[list[Span]]:
-        tag = ",".join(sorted(entities)) if entities else "*"
+        tag = f"{self.engine_version}|" + (",".join(sorted(entities)) if entities else "*")
         keys = [self._key(t, tag) for t in texts]
         out: list[list[Span] | None] = [None] * len(texts)
         missing: list[int] = []
@@ -378,6 +383,17 @@ class PiiAnalyzer:
         """Block until the worker processes have loaded (benchmarks; the gateway does not wait)."""
         from concurrent.futures import wait
         wait(getattr(self, "_warming", []), timeout)
+
+    def replace_engine(self, engine: Any, spec: tuple) -> None:
+        """Swap in an engine built for new policy recognizers. Cached results of the old one are
+        keyed by its version and no longer match; worker processes restart with the new spec."""
+        old = self._procs
+        self.engine, self.spec, self._procs = engine, spec, None
+        self.engine_version = hashlib.sha256(repr(spec).encode()).hexdigest()[:8]
+        self.cache.clear()
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=False)
+        self.warm_up()
 
     def close(self) -> None:
         if self._procs is not None:

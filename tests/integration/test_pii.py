@@ -335,3 +335,30 @@ def test_a_long_prompt_is_analysed_in_parallel_chunks_and_nothing_leaks_at_the_c
     if primary.echo:
         assert seen.count("<EMAIL_ADDRESS_1>") == placed.count(values[0])
         assert resp.choices[0].message.content == text
+
+
+def test_a_custom_recognizer_added_by_a_policy_edit_works_after_reload(redis_server, tmp_path):
+    """Presidio's registry is rebuilt when reloaded policies ask for other recognizers."""
+    policy = "name: tickets\npii:\n  restore: false\n  output_action: allow\n"
+    (tmp_path / "tickets.yaml").write_text(policy)
+    s = Standin()
+    cfg = gateway_config({"model": "openai/mixtral", "api_base": f"{s.url}/v1"}, redis_url=redis_server.url,
+                         extra={"policies_dir": str(tmp_path), "policy_reload_interval_s": 0})
+    cfg["mixguard"]["api_keys"].append({"key": "sk-tickets", "app": "t", "policy": "tickets"})
+    g = Gateway(cfg)
+    try:
+        def ask() -> str:
+            return _client(g, "sk-tickets").chat.completions.create(model="mixtral", messages=[
+                {"role": "user", "content": "Ticket KX-4471-Q is about the login page."}]).choices[0].message.content
+        assert "KX-4471-Q" in ask()
+        (tmp_path / "tickets.yaml").write_text(policy + "  recognizers:\n    - name: tickets\n      entity: TICKET_ID\n"
+                                                        "      patterns: [{name: t, regex: 'KX-\\d{4}-[A-Z]', score: 0.9}]\n"
+                                                        "      action: redact\n")
+        r = httpx.post(g.url + "/admin/policies/reload", headers={"Authorization": f"Bearer {Gateway.ADMIN}"}, timeout=60)
+        assert r.status_code == 200 and r.json()["loaded"] == ["tickets"], r.text
+        out = ask()
+        assert "KX-4471-Q" not in out and "[REDACTED:TICKET_ID]" in out
+        assert "KX-4471-Q" not in json.dumps(s.last_request())
+    finally:
+        g.stop()
+        s.stop()
