@@ -6,10 +6,8 @@ One request walks: edge middleware (request id, metrics) → auth → body check
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import os
-import re
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -31,10 +29,12 @@ from .audit.chain import resolve_key
 from .audit.record import AuditDraft, render_prompt
 from .audit.writer import AuditWriter
 from .auth import KeyStore, Principal
-from .backends import Backend, BackendError
+from .backends import BackendError
 from .edge import EdgeMiddleware
 from .metrics import METRICS
 from .redis_store import RedisHandle
+from .refusals import chunks_of, refusal_completion, refusal_stream
+from .residency import residency_gate
 from .routing import RouteResult, Router
 from .settings import GatewayConfig
 
@@ -196,31 +196,7 @@ class Gateway:
         return c
 
     def _gate(self, ctx: GuardContext, lp: LoadedPolicy) -> Any:
-        """Residency: what a hosted backend may receive, decided per backend just before the call."""
-        res = lp.policy.residency
-        if res.hosted_allowed_entities is None or not self.hosted:
-            return None
-        allowed = set(res.hosted_allowed_entities)
-
-        def gate(backend: Backend, body: dict[str, Any]) -> dict[str, Any]:
-            if backend.id not in self.hosted:
-                return body
-            bad = sorted(set(ctx.state.get("pii_detected", ())) - allowed)
-            if not bad:
-                return body
-            action = "monitor" if res.mode == "monitor" else ("block" if res.on_violation == "refuse" else "redact")
-            if not ctx.state.get("residency_recorded"):
-                ctx.state["residency_recorded"] = True
-                ctx.decisions.append(Decision("residency", "residency.hosted", action, 1.0, res.mode,
-                                              {"entities": bad, "backend": backend.id}))
-            if action == "monitor":
-                return body
-            if action == "block":
-                raise errors.ResidencyRefused(
-                    f"Fallback to hosted backend '{backend.id}' refused by policy '{lp.policy.name}': "
-                    f"{', '.join(bad)} may not leave the network")
-            return _redact_for_hosted(body, set(bad), ctx.state.get("pii_allowed_values", {}))
-        return gate
+        return residency_gate(ctx, lp, self.hosted)
 
     @staticmethod
     def _count_tokens(model: str, backend: str, usage: dict[str, Any] | None) -> None:
@@ -261,9 +237,9 @@ class Gateway:
             if not r.as_completion:
                 raise
             draft.refused = True
-            data = _refusal_completion(kind, model, r.refusal, ctx.request_id)
+            data = refusal_completion(kind, model, r.refusal, ctx.request_id)
             if draft.stream:
-                return StreamingResponse(_refusal_stream(data), media_type="text/event-stream", headers=SSE_HEADERS)
+                return StreamingResponse(refusal_stream(data), media_type="text/event-stream", headers=SSE_HEADERS)
             return _json(data)
         checker = self._contract(lp, kind)
         if checker is not None:
@@ -427,9 +403,9 @@ class Gateway:
             if not r.as_completion:
                 raise
             draft.refused = True
-            data = _refusal_completion("chat", model, r.refusal, ctx.request_id)
+            data = refusal_completion("chat", model, r.refusal, ctx.request_id)
             if draft.stream:
-                return StreamingResponse(responses_api.stream_events(_chunks_of(data), body, self._error_event),
+                return StreamingResponse(responses_api.stream_events(chunks_of(data), body, self._error_event),
                                          media_type="text/event-stream", headers=SSE_HEADERS)
             return _json(responses_api.from_chat_response(data, body))
         gate = self._gate(ctx, lp)
@@ -490,57 +466,6 @@ def _answer_texts(kind: str, data: dict[str, Any]) -> list[str]:
     for choice in data.get("choices") or []:
         t = (choice.get("message") or {}).get("content") if kind == "chat" else choice.get("text")
         out.append(t if isinstance(t, str) else "")
-    return out
-
-
-def _refusal_completion(kind: str, model: str, text: str, request_id: str) -> dict[str, Any]:
-    """A policy refusal shaped as an ordinary answer, as OpenAI's moderation refusals are."""
-    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    if kind == "chat":
-        return {"id": f"chatcmpl-mg-{request_id}", "object": "chat.completion", "created": int(time.time()),
-                "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                             "logprobs": None, "finish_reason": "content_filter"}], "usage": usage}
-    return {"id": f"cmpl-mg-{request_id}", "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "content_filter"}], "usage": usage}
-
-
-async def _chunks_of(data: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    """A whole completion as stream chunks (role, content, finish)."""
-    chat = data["object"] == "chat.completion"
-    base = {"id": data["id"], "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": data["created"], "model": data["model"]}
-    c = data["choices"][0]
-    if chat:
-        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
-        yield {**base, "choices": [{"index": 0, "delta": {"content": c["message"]["content"]}, "finish_reason": None}]}
-        yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": c["finish_reason"]}]}
-    else:
-        yield {**base, "choices": [{"index": 0, "text": c["text"], "finish_reason": c["finish_reason"]}]}
-
-
-async def _refusal_stream(data: dict[str, Any]) -> AsyncIterator[bytes]:
-    async for chunk in _chunks_of(data):
-        yield _sse(chunk)
-    yield b"data: [DONE]\n\n"
-
-
-_TYPED_PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_\d+>")
-
-
-def _redact_for_hosted(body: dict[str, Any], entities: set[str], raw_values: dict[str, list[str]]) -> dict[str, Any]:
-    """A copy of a (masked) body in which the given entity types are irreversibly redacted."""
-    out = copy.deepcopy(body)
-    values = sorted({v for e in entities for v in raw_values.get(e, ())}, key=len, reverse=True)
-
-    def fix(text: str) -> str:
-        text = _TYPED_PLACEHOLDER.sub(lambda m: f"[REDACTED:{m.group(1)}]" if m.group(1) in entities else m.group(0), text)
-        for v in values:
-            text = text.replace(v, "[REDACTED]")
-        return text
-
-    from guardrails.pii_guardrail import collect_slots
-    for slot in collect_slots("completions" if "prompt" in out else "chat", out):
-        slot.write(fix(slot.text))
     return out
 
 
