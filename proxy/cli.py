@@ -112,7 +112,8 @@ mixguard is up: gateway {base}  (config {cfg_path}), stand-in SGLang on :{args.s
     -d '{{"model": "mixtral", "messages": [{{"role": "user", "content": "Hello from curl"}}]}}'
 
   python -c "from openai import OpenAI; c = OpenAI(base_url='{base}/v1', api_key='{key}'); \\
-print(c.chat.completions.create(model='mixtral', messages=[{{'role': 'user', 'content': 'Hello from openai'}}]).choices[0].message.content)"
+r = c.chat.completions.create(model='mixtral', messages=[{{'role': 'user', 'content': 'Hello from openai'}}]); \\
+print(r.choices[0].message.content)"
 
 Every request leaves a signed audit record:  mixguard audit tail   or  {base}/admin/audit
 (admin key {admin}). Policies: {Path('policies').resolve()}  (mixguard policy explain --policy default "some text").
