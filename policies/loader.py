@@ -64,25 +64,8 @@ def builtin_default() -> LoadedPolicy:
     return LoadedPolicy(Policy(name="default"), "<built-in>", "builtin")
 
 
-def load_policies(directory: str | Path) -> dict[str, LoadedPolicy]:
-    """Every policy in `directory` (raises PolicyError on the first bad file), plus a default."""
-    d = Path(directory)
-    out: dict[str, LoadedPolicy] = {}
-    if d.is_dir():
-        for p in sorted(d.glob("*.yaml")):
-            lp = load_policy_file(p)
-            out[lp.policy.name] = lp
-    out.setdefault("default", builtin_default())
-    return out
-
-
 def policy_schema() -> str:
     schema = Policy.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "mixguard policy"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
-
-
-def write_schema(path: str | Path) -> None:
-    """policies/schema.json: point editors at it (`# yaml-language-server: $schema=schema.json`)."""
-    Path(path).write_text(policy_schema())

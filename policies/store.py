@@ -46,12 +46,6 @@ class PolicyStore:
     def get(self, name: str) -> LoadedPolicy:
         return self.policies.get(name) or self.policies["default"]
 
-    def __getitem__(self, name: str) -> LoadedPolicy:
-        return self.policies[name]
-
-    def values(self):
-        return self.policies.values()
-
     def _files(self) -> list[Path]:
         return sorted(self.directory.glob("*.yaml")) if self.directory.is_dir() else []
 

@@ -52,11 +52,6 @@ class TopicGuardrail:
             m = self._matchers[key] = TopicMatcher(t, self.encoder if semantic else None)
         return m
 
-    def evaluate(self, lp: LoadedPolicy, text: str, output: bool = False) -> list[RuleScore]:
-        m = self.matcher(lp)
-        vec = m.vector(text) if m.semantic and text.strip() else None
-        return m.evaluate(text, vec, output)
-
     async def _scores(self, lp: LoadedPolicy, text: str, output: bool) -> list[RuleScore]:
         m = self.matcher(lp)
         vec = await asyncio.to_thread(m.vector, text) if m.semantic and text.strip() else None

@@ -75,12 +75,6 @@ class AuditWriter:
         if self._queue:  # could not reach Redis in time: keep them on disk
             self._spool([self.chain.stamp(r) for r in self._drain(len(self._queue))])
 
-    async def flush(self) -> None:
-        """Wait until everything submitted so far is stored (Redis or spool). For tests and CLI."""
-        while self._queue:
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0)
-
     def _drain(self, n: int) -> list[dict[str, Any]]:
         out = []
         for _ in range(min(n, len(self._queue))):
