@@ -269,12 +269,12 @@ class Gateway:
             draft.answer_parts = raw[:1]
             self.pipeline.apply_to_response(self.pipeline.output_chain(ctx), kind, data)
             await self._check_answer(ctx, kind, data)
+            shown = _answer_texts(kind, data)[:1]  # what the caller gets (restored)
             if checker is None:
                 if kind == "chat" and self.pipeline:
-                    self.pipeline.answered(ctx, _answer_texts(kind, data)[:1])
+                    self.pipeline.answered(ctx, shown)
                 return data
-            text = _answer_texts(kind, data)[0] if data.get("choices") else ""
-            violations = checker.violations(text)
+            violations = checker.violations(shown[0] if shown else "")
             name = f"schema.{checker.contract.name}"
             draft.schema = {"valid": not violations, "attempts": attempt, "violations": [str(v) for v in violations]}
             if not violations:
@@ -314,10 +314,8 @@ class Gateway:
             ev = start.first
             while True:
                 for choice in ev.get("choices") or []:  # the model's (placeholder) text, for the audit record
-                    if choice.get("index", 0) == 0:
-                        piece = (choice.get("delta") or {}).get("content") if kind == "chat" else choice.get("text")
-                        if isinstance(piece, str):
-                            parts.append(piece)
+                    if (piece := _first_piece(kind, choice)) is not None:
+                        parts.append(piece)
                 yield ev
                 try:
                     ev = await start.events.__anext__()
@@ -339,10 +337,9 @@ class Gateway:
         keep = kind == "chat" and bool(self.pipeline)
         try:
             async for ev in self._events(ctx, kind, start, draft):
-                if keep and not end_checks:
+                if keep or end_checks:
                     for choice in ev.get("choices") or []:
-                        piece = (choice.get("delta") or {}).get("content")
-                        if choice.get("index", 0) == 0 and isinstance(piece, str):
+                        if (piece := _first_piece(kind, choice)) is not None:
                             shown.append(piece)
                 if draft.ttft_ms is None:
                     draft.ttft_ms = (time.perf_counter() - draft.t0) * 1000
@@ -350,7 +347,7 @@ class Gateway:
                     draft.usage = ev["usage"]
                     self._count_tokens(model, start.result.backend.id, ev["usage"])
                 if end_checks:
-                    await self._stream_end_checks(ctx, kind, ev, shown, draft, checker)
+                    await self._stream_end_checks(ctx, ev, shown, draft, checker)
                 yield _sse(ev)
             yield b"data: [DONE]\n\n"
             if keep:
@@ -360,16 +357,11 @@ class Gateway:
             draft.error_code = body["error"].get("code")
             yield _sse(body)
 
-    async def _stream_end_checks(self, ctx: GuardContext, kind: str, ev: dict[str, Any], shown: list[str],
+    async def _stream_end_checks(self, ctx: GuardContext, ev: dict[str, Any], shown: list[str],
                                  draft: AuditDraft, checker: ContractChecker | None) -> None:
         """Streams cannot be taken back: rules on the whole answer are reported in the final chunk."""
         for choice in ev.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            piece = (choice.get("delta") or {}).get("content") if kind == "chat" else choice.get("text")
-            if isinstance(piece, str):
-                shown.append(piece)
-            if not choice.get("finish_reason"):
+            if choice.get("index", 0) != 0 or not choice.get("finish_reason"):
                 continue
             text = "".join(shown)
             note: dict[str, Any] = {}
@@ -459,6 +451,14 @@ class Gateway:
 
     async def metrics(self, _: Request) -> Response:
         return Response(METRICS.render(), media_type="text/plain; version=0.0.4")
+
+
+def _first_piece(kind: str, choice: dict[str, Any]) -> str | None:
+    """The text a streamed chunk adds to choice 0 (chat delta content or completion text)."""
+    if choice.get("index", 0) != 0:
+        return None
+    piece = (choice.get("delta") or {}).get("content") if kind == "chat" else choice.get("text")
+    return piece if isinstance(piece, str) else None
 
 
 def _answer_texts(kind: str, data: dict[str, Any]) -> list[str]:

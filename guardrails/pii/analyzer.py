@@ -73,7 +73,11 @@ def _trim_person(text: str, start: int, end: int) -> tuple[int, int]:
     return start + offset + words[0][0], start + offset + words[-1][1]
 
 
-_CODE_LIKE = re.compile(r"[\d_=/\\{}\[\]<>@#$%^*|~`]")
+_CODE_LIKE = re.compile(r"[\d_=/\\{}\[\]<>@#$%^*|~`]")  # digits and code punctuation: not in names or places
+
+
+def _engine_version(spec: tuple | None) -> str:
+    return hashlib.sha256(repr(spec).encode()).hexdigest()[:8]
 
 
 #: Texts longer than this are split into chunks analysed in parallel worker processes (spaCy holds
@@ -209,7 +213,7 @@ class PiiAnalyzer:
         """`spec` (spacy model, recognizer names, custom recognizer dicts) lets `processes` worker
         processes rebuild the same engine for texts longer than `long_text_chars`."""
         self.engine = engine
-        self.engine_version = hashlib.sha256(repr(spec).encode()).hexdigest()[:8]  # part of every cache key
+        self.engine_version = _engine_version(spec)  # part of every cache key
         self.spec = spec
         self.processes = processes if spec is not None else 0
         self.long_text_chars = long_text_chars
@@ -253,7 +257,7 @@ class PiiAnalyzer:
         punctuation, multi-word spans with a lowercase word that is no name particle, single
         all-caps words, and sentence-initial verbs ("Convert ...")."""
         word = text[start:end]
-        if any(c.isdigit() or c in "_=/\\{}[]<>@#$%^*|~`" for c in word):
+        if _CODE_LIKE.search(word):
             return True  # names carry no digits or code punctuation ("Convert 1,250.75", "npm_config")
         if " " in word.strip():
             tokens = word.split()
@@ -328,23 +332,21 @@ class PiiAnalyzer:
         return [o or [] for o in out]
 
     async def _analyze_missing(self, texts: list[str], entities: list[str] | None) -> list[list[Span]]:
-        loop = asyncio.get_running_loop()
-        long = [i for i, t in enumerate(texts) if self.processes and len(t) > self.long_text_chars]
-        short = [i for i in range(len(texts)) if i not in set(long)]
-        jobs = []
+        """Short texts in one thread-pool batch, long ones in parallel chunks on worker processes."""
+        is_long = [bool(self.processes) and len(t) > self.long_text_chars for t in texts]
+        long = [i for i, x in enumerate(is_long) if x]
+        short = [i for i, x in enumerate(is_long) if not x]
+        jobs = [self._analyze_long(texts[i], entities) for i in long]
         if short:
-            jobs.append(loop.run_in_executor(self.pool, self._analyze_batch, [texts[i] for i in short], entities))
-        for i in long:
-            jobs.append(self._analyze_long(texts[i], entities))
+            jobs.append(asyncio.get_running_loop().run_in_executor(
+                self.pool, self._analyze_batch, [texts[i] for i in short], entities))
         results = await asyncio.gather(*jobs)
         out: list[list[Span]] = [[] for _ in texts]
-        pos = 0
-        if short:
-            for i, spans in zip(short, results[0]):
-                out[i] = spans
-            pos = 1
-        for i, spans in zip(long, results[pos:]):
+        for i, spans in zip(long, results):
             out[i] = spans
+        if short:
+            for i, spans in zip(short, results[-1]):
+                out[i] = spans
         return out
 
     async def _analyze_long(self, text: str, entities: list[str] | None) -> list[Span]:
@@ -389,7 +391,7 @@ class PiiAnalyzer:
         keyed by its version and no longer match; worker processes restart with the new spec."""
         old = self._procs
         self.engine, self.spec, self._procs = engine, spec, None
-        self.engine_version = hashlib.sha256(repr(spec).encode()).hexdigest()[:8]
+        self.engine_version = _engine_version(spec)
         self.cache.clear()
         if old is not None:
             old.shutdown(wait=False, cancel_futures=False)
