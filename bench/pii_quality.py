@@ -66,7 +66,7 @@ async def main() -> None:
                 total[s["type"]] += 1
                 if s["value"] in out:
                     leaked[s["type"]] += 1
-                    examples.append((s["type"], s["value"]))
+                    examples.append((s["type"], s["value"], out))
         fps = []
         for i, text in enumerate(clean):
             out, decisions = await masked(text, 10_000 + i)
@@ -84,8 +84,8 @@ async def main() -> None:
         print(f"leak rate, protected types: {100 * p_leak / p_tot:.1f}% ({p_leak}/{p_tot})   target <= 3%")
         print(f"leak rate, structured identifiers: {100 * s_leak / max(s_tot, 1):.1f}% ({s_leak}/{s_tot})   target <= 1%")
         print(f"false positives on clean prompts: {100 * len(fps) / len(clean):.1f}% ({len(fps)}/{len(clean)})   target <= 3%")
-        for t, v in examples[: args.show_leaks]:
-            print(f"    leak {t}: {v!r}")
+        for t, v, out in examples[: args.show_leaks]:
+            print(f"    leak {t}: {v!r} in {out[:160]!r}")
         for text, rules in fps[: args.show_leaks]:
             print(f"    false positive {rules}: {text[:90]!r}")
         await client.aclose()

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from proxy import errors
 
 from .base import Decision, GuardContext
-from .pii.analyzer import AnalysisFailed, PiiAnalyzer, Span
+from .pii.analyzer import AnalysisFailed, PiiAnalyzer, Span, propagate_names
 from .pii.placeholders import PLACEHOLDER, StreamRestorer
 from .pii.vault import Vault
 from policies.store import PolicyStore
@@ -63,12 +63,22 @@ def collect_slots(kind: str, body: dict[str, Any]) -> list[_Slot]:
 
 
 def _select(spans: list[Span]) -> list[Span]:
-    """Non-overlapping spans, preferring higher scores, then longer spans."""
-    kept: list[Span] = []
-    for s in sorted(spans, key=lambda s: (-s.score, -(s.end - s.start), s.start)):
-        if all(s.end <= k.start or s.start >= k.end for k in kept):
-            kept.append(s)
-    return sorted(kept, key=lambda s: s.start)
+    """Overlapping spans merged into one that covers them all, labelled by the best-scored (then
+    longest) of them: masking the union leaks no part of either (a house number that one
+    recognizer took for a phone number, the street that another found after it)."""
+    merged: list[Span] = []
+    best: Span | None = None
+    for s in sorted(spans, key=lambda s: (s.start, -s.end)):
+        if merged and s.start < merged[-1].end:
+            last = merged[-1]
+            assert best is not None
+            if (s.score, s.end - s.start) > (best.score, best.end - best.start):
+                best = s
+            merged[-1] = Span(last.start, max(last.end, s.end), best.entity, best.score)
+        else:
+            best = s
+            merged.append(s)
+    return merged
 
 
 class PiiGuardrail:
@@ -126,6 +136,7 @@ class PiiGuardrail:
         except AnalysisFailed as exc:
             ctx.decisions.append(Decision("pii", "pii.analysis", "block", 1.0, "enforce", {"reason": str(exc)}))
             raise errors.GuardrailUnavailable(f"PII guardrail unavailable, request refused: {exc}") from None
+        found = propagate_names([s.text for s in slots], found, lambda e: policy.rule(e).threshold or 0)
         allow = {a.lower() for a in policy.allow_list}
         plans: list[list[tuple[Span, str]]] = []
         counts: Counter[tuple[str, str]] = Counter()
@@ -133,6 +144,7 @@ class PiiGuardrail:
         detected: set[str] = set()
         allowed_values: dict[str, list[str]] = {}
         monitored: Counter[tuple[str, str]] = Counter()
+        blocked_types: set[str] = set()
         for slot, spans in zip(slots, found):
             literal = [Span(m.start(), m.end(), "LITERAL", 2.0) for m in PLACEHOLDER.finditer(slot.text)]
             keep = []
@@ -152,6 +164,8 @@ class PiiGuardrail:
                     allowed_values.setdefault(s.entity, []).append(value)
                     continue
                 keep.append(s)
+                if rule.action == "block":
+                    blocked_types.add(s.entity)
             plan = []
             for s in _select(literal + keep):
                 action = "mask" if s.entity == "LITERAL" else policy.rule(s.entity).action
@@ -166,7 +180,7 @@ class PiiGuardrail:
             ctx.decisions.append(Decision("pii", f"pii.{entity}", action, 1.0, "monitor", {"count": n}))
         ctx.state["pii_detected"] = detected
         ctx.state["pii_allowed_values"] = allowed_values  # raw, in memory only: residency may redact them
-        blocked = sorted({e for (e, a) in counts if a == "block"})
+        blocked = sorted(blocked_types)
         if blocked:
             raise errors.PolicyBlocked(f"Request blocked by policy '{ctx.policy}': rule pii.{blocked[0]} "
                                        f"(found {', '.join(blocked)})", code="pii_blocked")

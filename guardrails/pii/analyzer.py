@@ -17,7 +17,7 @@ import re
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import orjson
 from presidio_analyzer import Pattern, PatternRecognizer
@@ -25,26 +25,9 @@ from presidio_analyzer import Pattern, PatternRecognizer
 from policies.models import CustomRecognizer
 from proxy.metrics import METRICS
 
+from .gazetteer import TECH_TERMS, english_verbs
+
 log = logging.getLogger("mixguard.pii")
-
-
-_VERBS: set[str] | None = None
-
-
-def _verbs() -> set[str]:
-    """English verbs from spaCy's lemmatizer tables (shipped with the model package)."""
-    global _VERBS
-    if _VERBS is None:
-        try:
-            import spacy
-
-            from .engine import DEFAULT_SPACY_MODEL
-            nlp = spacy.load(DEFAULT_SPACY_MODEL, enable=[], disable=[])
-            _VERBS = set(nlp.get_pipe("lemmatizer").lookups.get_table("lemma_index").get("verb", []))
-        except Exception:  # a model without lookup tables: fall back to a small list
-            _VERBS = {"convert", "compare", "explain", "write", "summarise", "summarize", "generate", "translate",
-                      "describe", "calculate", "sort", "fix", "list", "set", "upgrade", "refund", "call", "update"}
-    return _VERBS
 
 
 _NAME_PARTICLES = {"van", "von", "der", "den", "de", "del", "della", "di", "da", "dos", "das", "du", "la", "le",
@@ -73,6 +56,8 @@ def _trim_person(text: str, start: int, end: int) -> tuple[int, int]:
     return start + offset + words[0][0], start + offset + words[-1][1]
 
 
+_UNIT_AFTER_NUMBER = re.compile(r"\d[ \t]?(?:[KMGTP]i?B|[KMG]Hz|GW|MW|kW)$")  # searched up to the span's end
+_TITLE_BEFORE = re.compile(r"\b(?i:dr|mr|mrs|ms|mx|prof|st)\.$")  # "Dr. Savage" is no sentence start
 _CODE_LIKE = re.compile(r"[\d_=/\\{}\[\]<>@#$%^*|~`]")  # digits and code punctuation: not in names or places
 
 
@@ -129,15 +114,35 @@ def split_chunks(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLA
     return out
 
 
-_ADDRESS_LINE = re.compile(r"^[ \t]*((?:[^\W\d_][^\s,]*|\d[\w-]*)(?:[ \t,]+(?:[^\W\d_][^\s,]*|\d[\w-]*)){0,5})[ \t]*$")
+_ADDRESS_LINE = re.compile(r"^[ \t]*(?:[^\w\s]+[ \t]*)?((?:[^\W\d_][^\s,]*|\d[\w-]*)(?:[ \t,]+(?:[^\W\d_][^\s,]*|\d[\w-]*)){0,5})[ \t]*$")
+_TOWN_AFTER = re.compile(r"[ \t]*,[ \t]*((?:[^\W\d_][^\W\d_'’.-]*|\d{4,6})(?:[ \t]+(?:[^\W\d_][^\W\d_'’.-]*|\d{4,6})){0,3})(?=[ \t]*(?:[,.;:!?)\n]|$))")
 
 
-def _address_block_lines(text: str, streets: list[Span], max_lines: int = 3) -> list[Span]:
-    """The lines that follow a street line in an address block ("Svratka", "Czech Republic 45098",
-    "KEMINMAA, LL 55306"): short lines of capitalised words and numbers. NER misses most small
-    towns, all-caps names and postcodes there."""
-    out: list[Span] = []
+def _capitalised(words: list[str]) -> bool:
+    return bool(words) and all(w[0].isupper() or w[0].isdigit() or w in _NAME_PARTICLES for w in words) \
+        and (words[0][0].isupper() or words[0][0].isdigit())
+
+
+_HOUSE_NUMBER_BEFORE = re.compile(r"(?<![\w.,-])\d{1,6}[A-Za-z]?[ \t]+$")
+
+
+def _with_house_number(text: str, street: Span) -> Span:
+    """A street span with the house number written before it ("083 254 Damvergi Street",
+    "44472 Rua …"): the recognizers start at the street's own number or name."""
+    m = _HOUSE_NUMBER_BEFORE.search(text, max(0, street.start - 10), street.start)
+    return Span(m.start(), street.end, street.entity, street.score) if m else street
+
+
+def _address_block_lines(text: str, streets: list[Span], max_lines: int = 4) -> list[Span]:
+    """The rest of an address after a street: the town after a comma on the same line
+    ("…, Hasle", "…, COLD BLOW") and the lines below it in an address block ("Svratka",
+    "Czech Republic 45098", "??? PALMYRA"): short lines of capitalised words and numbers. NER
+    misses most small towns, all-caps names and postcodes there."""
+    out: dict[tuple[int, int], Span] = {}
     for st in streets:
+        m = _TOWN_AFTER.match(text, st.end)
+        if m and _capitalised(m.group(1).split()):
+            out[(m.start(1), m.end(1))] = Span(m.start(1), m.end(1), "LOCATION", 0.6)
         pos = text.find("\n", st.end)
         for _ in range(max_lines):
             if pos < 0:
@@ -146,12 +151,41 @@ def _address_block_lines(text: str, streets: list[Span], max_lines: int = 3) -> 
             end = text.find("\n", start)
             end = len(text) if end < 0 else end
             line = text[start:end]
+            if not line.strip() and end < len(text):  # a blank line inside the block
+                pos = end
+                continue
             m = _ADDRESS_LINE.match(line)
             words = m.group(1).replace(",", " ").split() if m else []
-            if not words or len(line) > 48 or not all(w[0].isupper() or w[0].isdigit() for w in words):
+            if not m or len(line) > 48 or not _capitalised(words):
                 break
-            out.append(Span(start + m.start(1), start + m.end(1), "LOCATION", 0.6))
+            out[(start + m.start(1), start + m.end(1))] = Span(start + m.start(1), start + m.end(1), "LOCATION", 0.6)
             pos = end if end < len(text) else -1
+    return list(out.values())
+
+
+def propagate_names(texts: list[str], found: list[list[Span]], threshold: Callable[[str], float]) -> list[list[Span]]:
+    """Adds every other occurrence of a detected name, in any message of the request: NER finds
+    "Luiza Costa" in one sentence and misses "Costa" two sentences on, or the same name in the
+    next message. Surnames and given names of a multi-word name count on their own."""
+    values: dict[str, Span] = {}
+    for text, spans in zip(texts, found):
+        for s in spans:
+            if s.entity != "PERSON" or s.score < threshold(s.entity):
+                continue
+            value = text[s.start:s.end]
+            parts = value.split()
+            for v in [value] + (parts if len(parts) > 1 else []):
+                if len(v) > 2 and v[0].isupper() and v.lower() not in _NAME_PARTICLES and \
+                        (v not in values or values[v].score < s.score):
+                    values[v] = s
+    if not values:
+        return found
+    rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)) + r")(?!\w)")
+    out = []
+    for text, spans in zip(texts, found):
+        extra = [Span(m.start(), m.end(), "PERSON", values[m.group()].score) for m in rx.finditer(text)
+                 if not any(s.start <= m.start() and m.end() <= s.end for s in spans)]
+        out.append(spans + extra if extra else spans)
     return out
 
 
@@ -245,11 +279,16 @@ class PiiAnalyzer:
                 start, end = _trim_person(text, start, end)
                 if end <= start or self._unlikely_name(text, start, end):
                     continue
-            elif r.entity_type in ("LOCATION", "NRP") and _CODE_LIKE.search(text[start:end]):
-                continue  # "sha256:6111b4…", "E66181": hashes and codes, not places
+            elif r.entity_type in ("LOCATION", "NRP") and (_CODE_LIKE.search(text[start:end])
+                                                          or _UNIT_AFTER_NUMBER.search(text, max(0, start - 2), end)):
+                continue  # "sha256:6111b4…", "E66181", "1.2 GB": hashes, codes and units, not places
+            if r.entity_type in ("PERSON", "LOCATION") and TECH_TERMS.issuperset(text[start:end].split()):
+                continue  # "Docker", "Pixel": the tools and products of the trade
             out.append(Span(start, end, r.entity_type, float(r.score)))
+        streets = [_with_house_number(text, x) for x in out if x.entity == "STREET_ADDRESS"]
+        out = [x for x in out if x.entity != "STREET_ADDRESS"] + streets
         if entities is None or "LOCATION" in entities:
-            out += _address_block_lines(text, [x for x in out if x.entity == "STREET_ADDRESS"])
+            out += _address_block_lines(text, streets)
         return out
 
     def _unlikely_name(self, text: str, start: int, end: int) -> bool:
@@ -266,8 +305,8 @@ class PiiAnalyzer:
         if len(word) > 1 and word.isupper():
             return True
         before = text[:start].rstrip()
-        initial = not before or before[-1] in ".!?:\n"
-        return initial and word.lower() in _verbs()
+        initial = not before or (before[-1] in ".!?:\n" and not _TITLE_BEFORE.search(before))
+        return initial and word.lower() in english_verbs()
 
     def _analyze_batch(self, texts: list[str], entities: list[str] | None) -> list[list[Span]]:
         return [self.analyze_sync(t, entities) for t in texts]

@@ -18,10 +18,12 @@ import re
 from typing import Any, Iterable
 
 import tldextract
-from presidio_analyzer import AnalyzerEngine, EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult, RecognizerRegistry
+from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerResult, RecognizerRegistry
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpEngineProvider
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer
+
+from .names_places import ContextLocationRecognizer, ContextNameRecognizer, CountryRecognizer, NameGazetteerRecognizer
 
 log = logging.getLogger("mixguard.pii")
 
@@ -136,7 +138,7 @@ _NUM = r"\d{1,5}[A-Za-z]?\b\.?"                                  # a house numbe
 _EU_SUFFIX = (r"(?i:stra(?:ss|ß)e|str\.|platz|gasse|weg|allee|ring|damm|ufer|vej|gade|all[ée]en|gata|g[aå]ngen|"
               r"v[äa]gen|veien|vegen|tie|katu|kuja|polku|straat|laan|plein|gracht|kade|utca|út|ulica|ul\.)")
 _EU_PREFIX = (r"(?:Rue|Avenue|Av\.|Boulevard|Bd|Chemin|Place|Via|Viale|Piazza|Corso|Largo|Rua|Travessa|Calle|"
-              r"Avenida|Paseo|Plaza|Camino|Carrer|Strada|Aleja|Ulica)")
+              r"Avenida|Paseo|Plaza|Camino|Carrer|Strada|Aleja|Ulica|ul\.|al\.|os\.)")
 
 
 def _street_address_recognizer() -> PatternRecognizer:
@@ -157,6 +159,8 @@ def _street_address_recognizer() -> PatternRecognizer:
                   Pattern("street_address_intl_suffix", eu_suffixed + unit, 0.6),
                   Pattern("street_address_intl_prefix", eu_prefixed + unit, 0.6),
                   Pattern("street_address_numbered", numbered + unit, 0.5),
+                  # "Mstislav Radial St.", "Sari Gardens Street": a named street without a house number
+                  Pattern("street_name", rf"\b{_WORD}(?:\s+{_WORD}){{0,2}}(?:\s+\d{{1,5}}[A-Za-z]?)?\s+(?:St\.|Street|Ave\.|Avenue|Rd\.|Road|Blvd\.|Boulevard)(?!\w)", 0.5),
                   Pattern("secondary_unit", r"\b(?:Apt|Apartment|Suite|Ste|Flat)\.?\s*#?\d{1,5}[A-Za-z]?\b", 0.6),
                   Pattern("military_box", r"\b(?:PSC|CMR|Unit)\s+\d{3,5},?\s+Box\s+\d{3,5}\b", 0.7),
                   Pattern("military_ship", r"\bUS(?:NS|NV|S|CGC)\s+" + _WORD + r"(?:\s+" + _WORD + r")?", 0.6),
@@ -164,38 +168,6 @@ def _street_address_recognizer() -> PatternRecognizer:
                   Pattern("us_city_state_zip", r"\b[A-Z][A-Za-z.' -]{1,30},\s+[A-Z]{2}\s+\d{5}(?:-\d{4})?\b", 0.6),
                   Pattern("po_box", r"(?i:\bP\.?\s?O\.?\s+Box\s+\d{1,8}\b)", 0.7)],
         context=["address", "live", "lives", "street", "ship", "mail", "deliver", "located"])
-
-
-_NAME_WORD = r"[A-ZÀ-ÖØ-ÞĀ-Ž][^\W\d_]+(?:[-'’][^\W\d_]+)*"
-_NAME = rf"{_NAME_WORD}(?:[ \t]+(?:[A-Z]\.?[ \t]+)?{_NAME_WORD}){{0,3}}"
-
-
-class ContextNameRecognizer(EntityRecognizer):
-    """Names right after words that announce one: "My name is …", "Name: …", "Dear …",
-    "Dr. …", "follow up with …", "said …", "Directed by: …", and the name line that heads an
-    address block. spaCy's small model misses many names there, above all non-English ones."""
-
-    CUES = (r"(?:\b(?:[Mm]y name is|[Mm]y name's|[Cc]all me|I am|I'm|[Dd]ear|[Dd]irected [Bb]y|[Ww]ritten [Bb]y|"
-            r"[Ss]igned|[Ff]ollow up with|[Ss]aid|[Aa]sked|[Rr]eplied|[Tt]old|[Ss]houted at|[Ww]rote to|[Mm]arried)"
-            r"[ \t]*[:,]?"
-            r"|\b(?:[Nn]ame|[Ff]ull [Nn]ame|[Cc]ustomer|[Pp]atient|[Cc]ontact|[Aa]ttn|[Bb]eneficiary|[Aa]uthor)[ \t]*:"
-            r"|\b(?:Dr|Mr|Mrs|Ms|Mx|Prof)\.?)[ \t]+")
-
-    def __init__(self) -> None:
-        super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language="en")
-        self._cue = re.compile(self.CUES + rf"({_NAME})")
-        self._block = re.compile(rf"^[ \t]*({_NAME_WORD}(?:[ \t]+(?:[A-Z][ \t]+)?{_NAME_WORD}){{1,3}})[ \t]*\n(?:[ \t]*\n)?"
-                                 r"[ \t]*\d{1,6}[ \t]+\S", re.MULTILINE)
-
-    def load(self) -> None:
-        pass
-
-    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
-        out = []
-        for rx, score in ((self._cue, 0.6), (self._block, 0.55)):
-            for m in rx.finditer(text):
-                out.append(RecognizerResult("PERSON", m.start(1), m.end(1), score))
-        return out
 
 
 def _lemma_is_lower(doc: Any) -> Any:
@@ -238,7 +210,8 @@ def build_analyzer(spacy_model: str = DEFAULT_SPACY_MODEL, enabled: Iterable[str
         if name in enabled:
             registry.add_recognizer(cls())
     registry.add_recognizer(_street_address_recognizer())
-    registry.add_recognizer(ContextNameRecognizer())
+    for recognizer in (ContextNameRecognizer(), NameGazetteerRecognizer(), CountryRecognizer(), ContextLocationRecognizer()):
+        registry.add_recognizer(recognizer)
     if "PhoneRecognizer" in enabled:
         registry.add_recognizer(GenericPhoneRecognizer())
     if "CreditCardRecognizer" in enabled:

@@ -1,0 +1,190 @@
+"""Recognizers for people and places that en_core_web_sm misses, by cue words and gazetteers.
+
+The small spaCy model finds English names in running prose; it misses most names of other
+languages, names in dialogue labels and lists, small towns and all-caps place names. These
+recognizers are regular expressions and set lookups (microseconds per prompt), so they also run
+on streamed output.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+from .gazetteer import CALENDAR, TECH_TERMS, common_words, country_names, english_words, person_names
+
+_UPPER = "A-ZÀ-ÖØ-ÞĀ-Ž\u0370-\u03FF\u0400-\u042F"
+NAME_WORD = rf"[{_UPPER}][^\W\d_]+(?:[-'’][^\W\d_]+)*"
+_NAME = rf"{NAME_WORD}(?:[ \t]+(?:[A-Z]\.?[ \t]+)?{NAME_WORD}){{0,3}}"
+
+#: Words that make a run of capitalised words an organisation, not a person.
+_ORG_WORDS = frozenset({
+    "Inc", "Ltd", "Limited", "Corp", "Corporation", "Company", "Co", "Group", "Holdings", "Bank", "Trust",
+    "Plc", "PLC", "LLC", "LLP", "SA", "AG", "GmbH", "NV", "BV", "SpA", "SPA", "Fund", "Partners", "Capital",
+    "Technologies", "Systems", "Solutions", "Services", "Industries", "International", "University", "Institute",
+    "Foundation", "Association", "Hospital", "School", "College", "Market", "Products", "Resources", "Energy",
+    "Therapeutics", "Bancorporation", "ETF", "Insurance", "Airlines", "Motors", "Labs",
+})
+
+
+class ContextNameRecognizer(EntityRecognizer):
+    """Names right after words that announce one: "My name is …", "Name: …", "Dear …",
+    "Dr. …", "follow up with …", "said …", "everyone calls me …", and the name line that heads
+    an address block."""
+
+    CUES = (r"(?:\b(?:[Mm]y name is|[Mm]y name's|[Cc]alls? me|I am|I'm|[Dd]irected [Bb]y|[Ww]ritten [Bb]y|"
+            r"[Ss]igned|[Ff]ollow up with|[Ss]aid|[Aa]sked|[Rr]eplied|[Tt]old|[Ss]houted at|[Ww]rote to|[Mm]arried|"
+            r"[Mm]aiden name is|[Ll]ast name is|[Ss]urname is|[Nn]amed (?:him|her|them|it))"
+            r"[ \t]*[:,]?"
+            r"|\b(?:[Nn]ame|[Ff]ull [Nn]ame|[Cc]ustomer|[Pp]atient|[Cc]ontact|[Aa]ttn|[Bb]eneficiary|[Aa]uthor)[ \t]*:"
+            r"|\b(?i:dr|mr|mrs|ms|mx|prof)\.?)[ \t]+")
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language="en")
+        self._cue = re.compile(self.CUES + rf"({_NAME})")
+        # Greetings name someone only when the word is no English word ("Hi Karítas", not "Hello World").
+        self._greeting = re.compile(rf"\b(?:Hi|Hello|Hey|Dear)[ \t]+({_NAME})")
+        self.words = english_words()
+        self._block = re.compile(rf"^[ \t]*({NAME_WORD}(?:[ \t]+(?:[A-Z]\.?[ \t]+)?{NAME_WORD}){{1,3}})[ \t]*\n(?:[ \t]*\n)?"
+                                 r"[ \t]*\d{1,6}[ \t]+\S", re.MULTILINE)
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+        out = []
+        for rx, score in ((self._cue, 0.6), (self._block, 0.65)):
+            for m in rx.finditer(text):
+                if not _ORG_WORDS.intersection(m.group(1).split()):
+                    out.append(RecognizerResult("PERSON", m.start(1), m.end(1), score))
+        for m in self._greeting.finditer(text):
+            if not all(w.lower() in self.words for w in m.group(1).split()):
+                out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
+        return out
+
+
+class NameGazetteerRecognizer(EntityRecognizer):
+    """Runs of capitalised words that hold a known given or family name ("Csenger Gábor",
+    "Marija Cvetka M Pustivšek", "Jakob", "… and Martin were").
+
+    A run counts when two of its words are gazetteer names ("Luiza Costa"), or one is and it is
+    no English word ("Jakob"). A name that English also has as a noun ("Martin", "Cynthia",
+    "King") counts alone only mid-sentence and not after a determiner ("the King"), or as a
+    dialogue label ("Cynthia: …"); one that is also a verb, adjective or stop word ("Will",
+    "Rose", "Grant") never counts alone. Runs with a company word ("Holdings", "Ltd") and words
+    of the tech trade ("Ruby", "Swift") are left alone.
+    """
+
+    _RUN = re.compile(rf"(?<![\w@./\\-]){NAME_WORD}(?:[ \t]+(?:[A-Z]\.?[ \t]+)?{NAME_WORD}){{0,3}}(?![\w@/\\-])")
+    _DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "my", "your", "our", "their", "his",
+                              "her", "its", "each", "every", "any", "some", "no", "new", "old"})
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PERSON"], name="NameGazetteerRecognizer", supported_language="en")
+        self.names = person_names()
+        self.words = english_words()
+        self.common = common_words()
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+        out = []
+        for m in self._RUN.finditer(text):
+            words = [w for w in re.split(r"[ \t]+", m.group()) if len(w.rstrip(".")) > 1]
+            if _ORG_WORDS.intersection(words) or TECH_TERMS.intersection(words):
+                continue
+            known = [w for w in words if w in self.names]
+            if len(known) >= 2:
+                score = 0.75
+            elif len(known) == 1 and known[0].lower() not in self.words:
+                score = 0.65
+            elif len(known) == 1 and len(words) == 1 and known[0].lower() not in self.common \
+                    and self._name_position(text, m.start(), m.end()):
+                score = 0.6
+            else:
+                continue
+            start, end = self._trim(text, m.start(), m.end())
+            if end > start:
+                out.append(RecognizerResult("PERSON", start, end, score))
+        return out
+
+    def _name_position(self, text: str, start: int, end: int) -> bool:
+        """Mid-sentence and not after a determiner, or a dialogue label at a line start."""
+        line_start = text.rfind("\n", 0, start) + 1
+        if not text[line_start:start].strip():
+            return text[end:end + 1] == ":"
+        before = text[:start].rstrip()
+        if before[-1:] in ".!?":
+            return False
+        prev = before.rsplit(None, 1)[-1].lower() if before else ""
+        return prev not in self._DETERMINERS
+
+    def _trim(self, text: str, start: int, end: int) -> tuple[int, int]:
+        """Drop leading and trailing words that are plain English and no name ("Hi Karítas",
+        "Why is Maj")."""
+        spans = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
+        while spans and self._plain(text[spans[0][0]:spans[0][1]]):
+            spans.pop(0)
+        while spans and self._plain(text[spans[-1][0]:spans[-1][1]]):
+            spans.pop()
+        return (spans[0][0], spans[-1][1]) if spans else (start, start)
+
+    def _plain(self, word: str) -> bool:
+        return word not in self.names and (word.lower() in self.words or word in CALENDAR)
+
+
+class CountryRecognizer(EntityRecognizer):
+    """English country names written as names ("Cyprus", "CZECH REPUBLIC"; not "turkey")."""
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["LOCATION"], name="CountryRecognizer", supported_language="en")
+        names = sorted(country_names(), key=len, reverse=True)
+        forms = {n for name in names for n in (name, name.upper())}
+        self._rx = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(n) for n in sorted(forms, key=len, reverse=True))
+                              + r")(?![\w-])") if forms else None
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+        if self._rx is None:
+            return []
+        return [RecognizerResult("LOCATION", m.start(), m.end(), 0.7) for m in self._rx.finditer(text)]
+
+
+_PLACE = rf"(?:{NAME_WORD}|[{_UPPER}]{{2,}})(?:[ \t]+(?:(?:de|da|do|dos|das|del|la|le|u|upon|am|an|im|sur|en)[ \t]+)?(?:{NAME_WORD}|[{_UPPER}]{{2,}})){{0,3}}"
+
+
+class ContextLocationRecognizer(EntityRecognizer):
+    """Places after words that announce one: "moved here from …", "grew up in …", "flew to …",
+    "I'm in …", "arrived at …", "travelling to …", "born in …"."""
+
+    CUES = (r"\b(?:(?:[Mm]oved|[Mm]oving|[Rr]elocated|[Cc]ame|[Ee]migrated|[Ii]mmigrated)(?:[ \t]+here)?[ \t]+(?:from|to)"
+            r"|(?:[Gg]rew up|[Bb]orn|[Rr]aised|[Ll]ive|[Ll]ives|[Ll]iving|[Ll]ived|[Bb]ased|[Ss]taying|[Rr]esid(?:e|es|ing))[ \t]+(?:in|near)"
+            r"|(?:[Ff]lew|[Ff]ly|[Ff]lying|[Tt]ravel(?:l?ing|l?ed)?|[Tt]rip|[Hh]oliday|[Vv]acation|[Dd]rove|[Dd]riving|[Hh]eaded)[ \t]+(?:to|from)"
+            r"|(?:[Aa]rrived|[Aa]rriving|[Ll]anded)[ \t]+(?:at|in)"
+            r"|(?:I'm|I am|[Ww]e're|[Ww]e are|[Hh]e's|[Ss]he's|[Cc]urrently)[ \t]+in"
+            r"|[Hh]ome ?town(?:[ \t]+of)?|[Hh]ome city(?:[ \t]+of)?|[Cc]ity of|[Tt]own of|[Vv]illage of|[Ss]uburb of)"
+            rf"[ \t]+({_PLACE})")
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["LOCATION"], name="ContextLocationRecognizer", supported_language="en")
+        self._rx = re.compile(self.CUES)
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+        out = []
+        for m in self._rx.finditer(text):
+            end = m.start(1)
+            for w in re.finditer(r"\S+", m.group(1)):  # up to a weekday, a product or a company word
+                if w.group() in CALENDAR or w.group() in TECH_TERMS or w.group() in _ORG_WORDS:
+                    break
+                if w.group()[0].isupper():
+                    end = m.start(1) + w.end()
+            if end > m.start(1):
+                out.append(RecognizerResult("LOCATION", m.start(1), end, 0.65))
+        return out
