@@ -134,7 +134,7 @@ class PiiSettings(_Strict):
     analysis_workers: int = Field(default=2, ge=1, le=32)
     long_text_processes: int = Field(default=2, ge=0, le=32, description="worker processes that analyse long "
                                      "texts in parallel chunks (each loads the spaCy model); 0: threads only")
-    long_text_chars: int = Field(default=4000, ge=1000, description="texts longer than this use the processes")
+    long_text_chars: int = Field(default=1500, ge=600, description="texts longer than this use the processes")
 
 
 class AuditSettings(_Strict):

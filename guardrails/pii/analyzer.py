@@ -119,7 +119,8 @@ _TOWN_AFTER = re.compile(r"[ \t]*,[ \t]*((?:[^\W\d_][^\W\d_'’.-]*|\d{4,6})(?:[
 
 
 def _capitalised(words: list[str]) -> bool:
-    return bool(words) and all(w[0].isupper() or w[0].isdigit() or w in _NAME_PARTICLES for w in words) \
+    """Capitalised words and numbers, with short particles between them ("Bystré u Policky")."""
+    return bool(words) and all(w[0].isupper() or w[0].isdigit() or w in _NAME_PARTICLES or len(w) <= 3 for w in words) \
         and (words[0][0].isupper() or words[0][0].isdigit())
 
 
@@ -275,14 +276,15 @@ class PiiAnalyzer:
         out = []
         for r in results:
             start, end = r.start, r.end
-            if r.entity_type == "PERSON":
+            ner = (r.recognition_metadata or {}).get("recognizer_name") == "SpacyRecognizer"
+            if ner and r.entity_type == "PERSON":
                 start, end = _trim_person(text, start, end)
                 if end <= start or self._unlikely_name(text, start, end):
                     continue
-            elif r.entity_type in ("LOCATION", "NRP") and (_CODE_LIKE.search(text[start:end])
-                                                          or _UNIT_AFTER_NUMBER.search(text, max(0, start - 2), end)):
+            elif ner and r.entity_type in ("LOCATION", "NRP") and (_CODE_LIKE.search(text[start:end])
+                                                                 or _UNIT_AFTER_NUMBER.search(text, max(0, start - 2), end)):
                 continue  # "sha256:6111b4…", "E66181", "1.2 GB": hashes, codes and units, not places
-            if r.entity_type in ("PERSON", "LOCATION") and TECH_TERMS.issuperset(text[start:end].split()):
+            if ner and r.entity_type in ("PERSON", "LOCATION") and TECH_TERMS.issuperset(text[start:end].split()):
                 continue  # "Docker", "Pixel": the tools and products of the trade
             out.append(Span(start, end, r.entity_type, float(r.score)))
         streets = [_with_house_number(text, x) for x in out if x.entity == "STREET_ADDRESS"]
@@ -391,7 +393,8 @@ class PiiAnalyzer:
     async def _analyze_long(self, text: str, entities: list[str] | None) -> list[Span]:
         loop = asyncio.get_running_loop()
         pool = self._process_pool()
-        chunks = split_chunks(text)
+        # At least one chunk per process (a 2,000-character text in two halves), at most CHUNK_CHARS.
+        chunks = split_chunks(text, min(CHUNK_CHARS, max(600, -(-len(text) // max(1, self.processes)))))
         parts = await asyncio.gather(*(loop.run_in_executor(pool, _worker_analyze, c, entities) for _, c in chunks))
         best: dict[tuple[int, int, str], float] = {}
         for (offset, _), spans in zip(chunks, parts):

@@ -28,6 +28,15 @@ _ORG_WORDS = frozenset({
 })
 
 
+_PERSONAL_NOUNS = ("address|phone|number|email|e-mail|birthday|account|card|passport|wife|husband|partner|son|"
+                   "daughter|kid|kids|child|children|mother|father|mom|mum|dad|brother|sister|boss|manager|doctor")
+
+#: Family-name endings of languages whose names the gazetteer holds few of ("Blinova",
+#: "Kvapilová", "Jóhannsdóttir", "Shervashidze").
+_SURNAME_ENDING = re.compile(r"(?:ov|ova|ová|ev|eva|ovich|evich|ovna|evna|enko|shvili|dze|oglu|oğlu|ski|ska|"
+                             r"sky|cki|cka|czyk|wicz|dóttir|dottir|sson|poulos|opoulou|akis|escu|yan|ian)$")
+
+
 class ContextNameRecognizer(EntityRecognizer):
     """Names right after words that announce one: "My name is …", "Name: …", "Dear …",
     "Dr. …", "follow up with …", "said …", "everyone calls me …", and the name line that heads
@@ -35,7 +44,7 @@ class ContextNameRecognizer(EntityRecognizer):
 
     CUES = (r"(?:\b(?:[Mm]y name is|[Mm]y name's|[Cc]alls? me|I am|I'm|[Dd]irected [Bb]y|[Ww]ritten [Bb]y|"
             r"[Ss]igned|[Ff]ollow up with|[Ss]aid|[Aa]sked|[Rr]eplied|[Tt]old|[Ss]houted at|[Ww]rote to|[Mm]arried|"
-            r"[Mm]aiden name is|[Ll]ast name is|[Ss]urname is|[Nn]amed (?:him|her|them|it))"
+            r"(?:[Mm]aiden|[Ll]ast|[Ff]irst|[Ff]amily|[Gg]iven) name(?: is|\?|:)|[Ss]urname(?: is|\?|:)|[Nn]amed (?:him|her|them|it))"
             r"[ \t]*[:,]?"
             r"|\b(?:[Nn]ame|[Ff]ull [Nn]ame|[Cc]ustomer|[Pp]atient|[Cc]ontact|[Aa]ttn|[Bb]eneficiary|[Aa]uthor)[ \t]*:"
             r"|\b(?i:dr|mr|mrs|ms|mx|prof)\.?)[ \t]+")
@@ -43,9 +52,18 @@ class ContextNameRecognizer(EntityRecognizer):
     def __init__(self) -> None:
         super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language="en")
         self._cue = re.compile(self.CUES + rf"({_NAME})")
-        # Greetings name someone only when the word is no English word ("Hi Karítas", not "Hello World").
-        self._greeting = re.compile(rf"\b(?:Hi|Hello|Hey|Dear)[ \t]+({_NAME})")
+        # Greetings and a sentence that opens by addressing someone name a person only when the
+        # word is a known name or no English word ("Hi Karítas", "Sue, can I …"; not "Hello World").
+        self._greeting = re.compile(rf"\b(?:Hi|Hello|Hey|Dear)[ \t]+({_NAME})"
+                                    rf"|(?:^|(?<=[.!?\n])[ \t]*)({NAME_WORD}),[ \t]+(?=(?:can|could|would|will|please|I|you|we|do|did|are|is)\b)",
+                                    re.MULTILINE)
+        # "Hilarion's address", "Kristýna's kid": a possessive before a word for someone's data or kin.
+        self._possessive = re.compile(rf"\b({NAME_WORD})['’]s[ \t]+(?:{_PERSONAL_NOUNS})\b")
+        # "Mimount Y Bijster": a middle initial between two words that are no English words.
+        self._initial = re.compile(rf"(?<![\w.-])({NAME_WORD}[ \t]+[A-Z]\.?[ \t]+{NAME_WORD})(?![\w-])")
+        self.names = person_names()
         self.words = english_words()
+        self.common = common_words()
         self._block = re.compile(rf"^[ \t]*({NAME_WORD}(?:[ \t]+(?:[A-Z]\.?[ \t]+)?{NAME_WORD}){{1,3}})[ \t]*\n(?:[ \t]*\n)?"
                                  r"[ \t]*\d{1,6}[ \t]+\S", re.MULTILINE)
 
@@ -59,8 +77,18 @@ class ContextNameRecognizer(EntityRecognizer):
                 if not _ORG_WORDS.intersection(m.group(1).split()):
                     out.append(RecognizerResult("PERSON", m.start(1), m.end(1), score))
         for m in self._greeting.finditer(text):
-            if not all(w.lower() in self.words for w in m.group(1).split()):
+            g = 1 if m.group(1) else 2
+            words = m.group(g).split()
+            if any(w in self.names or w.lower() not in self.words for w in words) and not TECH_TERMS.intersection(words):
+                out.append(RecognizerResult("PERSON", m.start(g), m.end(g), 0.6))
+        for m in self._possessive.finditer(text):
+            if m.group(1) not in TECH_TERMS and m.group(1).lower() not in self.common:
                 out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
+        for m in self._initial.finditer(text):
+            outer = m.group(1).split()
+            if all(w.lower() not in self.words or w in self.names for w in (outer[0], outer[-1])) \
+                    and not _ORG_WORDS.intersection(outer) and not TECH_TERMS.intersection(outer):
+                out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.65))
         return out
 
 
@@ -95,10 +123,12 @@ class NameGazetteerRecognizer(EntityRecognizer):
             words = [w for w in re.split(r"[ \t]+", m.group()) if len(w.rstrip(".")) > 1]
             if _ORG_WORDS.intersection(words) or TECH_TERMS.intersection(words):
                 continue
-            known = [w for w in words if w in self.names]
+            known = [w for w in words if w in self.names and w.lower() not in self.common and len(w) > 2
+                     or self._surname_like(w)]
+            others_foreign = all(w in known or w.lower() not in self.words for w in words)
             if len(known) >= 2:
                 score = 0.75
-            elif len(known) == 1 and known[0].lower() not in self.words:
+            elif len(known) == 1 and (known[0].lower() not in self.words or len(words) > 1 and others_foreign):
                 score = 0.65
             elif len(known) == 1 and len(words) == 1 and known[0].lower() not in self.common \
                     and self._name_position(text, m.start(), m.end()):
@@ -109,6 +139,9 @@ class NameGazetteerRecognizer(EntityRecognizer):
             if end > start:
                 out.append(RecognizerResult("PERSON", start, end, score))
         return out
+
+    def _surname_like(self, word: str) -> bool:
+        return len(word) > 4 and bool(_SURNAME_ENDING.search(word)) and word.lower() not in self.words
 
     def _name_position(self, text: str, start: int, end: int) -> bool:
         """Mid-sentence and not after a determiner, or a dialogue label at a line start."""
@@ -166,12 +199,16 @@ class ContextLocationRecognizer(EntityRecognizer):
             r"|(?:[Ff]lew|[Ff]ly|[Ff]lying|[Tt]ravel(?:l?ing|l?ed)?|[Tt]rip|[Hh]oliday|[Vv]acation|[Dd]rove|[Dd]riving|[Hh]eaded)[ \t]+(?:to|from)"
             r"|(?:[Aa]rrived|[Aa]rriving|[Ll]anded)[ \t]+(?:at|in)"
             r"|(?:I'm|I am|[Ww]e're|[Ww]e are|[Hh]e's|[Ss]he's|[Cc]urrently)[ \t]+in"
-            r"|[Hh]ome ?town(?:[ \t]+of)?|[Hh]ome city(?:[ \t]+of)?|[Cc]ity of|[Tt]own of|[Vv]illage of|[Ss]uburb of)"
+            r"|[Hh]ome ?town(?:[ \t]+of)?|[Hh]ome city(?:[ \t]+of)?|[Cc]ity of|[Tt]own of|[Vv]illage of|[Ss]uburb of|[Uu]niversity of)"
             rf"[ \t]+({_PLACE})")
 
     def __init__(self) -> None:
         super().__init__(supported_entities=["LOCATION"], name="ContextLocationRecognizer", supported_language="en")
         self._rx = re.compile(self.CUES)
+        # An all-caps place before a postcode: "GRIGADALE PH36 9QH", "in ΛΕΜΕΣΟΣ 3502".
+        caps = rf"[{_UPPER}]{{3,}}(?:[ \t]+[{_UPPER}]{{3,}}){{0,2}}"
+        self._postcode = re.compile(rf"(?<![\w-])({caps}[ \t]+[A-Z]{{1,2}}\d[A-Z\d]?[ \t]\d[A-Z]{{2}})(?![\w-])"
+                                    rf"|\bin[ \t]+({caps}[ \t]+\d{{4,5}})(?![\w.-])")
 
     def load(self) -> None:
         pass
@@ -187,4 +224,7 @@ class ContextLocationRecognizer(EntityRecognizer):
                     end = m.start(1) + w.end()
             if end > m.start(1):
                 out.append(RecognizerResult("LOCATION", m.start(1), end, 0.65))
+        for m in self._postcode.finditer(text):
+            g = 1 if m.group(1) else 2
+            out.append(RecognizerResult("LOCATION", m.start(g), m.end(g), 0.65))
         return out

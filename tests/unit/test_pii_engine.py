@@ -78,3 +78,74 @@ def test_lines_after_a_street_line_are_part_of_the_address(analyzer):
 @pytest.mark.parametrize("text", ["Customer Service Team will answer soon.", "Dear customer, your order shipped."])
 def test_cue_words_do_not_turn_ordinary_words_into_names(analyzer, text):
     assert not any(e == "PERSON" for e, _ in found(analyzer, text, threshold=0.5))
+
+
+@pytest.mark.parametrize("text, value", [
+    ("Please forward the invoice to Zsófia Kertész before noon.", "Zsófia Kertész"),    # two gazetteer names
+    ("The report was reviewed by Cynthia yesterday.", "Cynthia"),                     # a name WordNet has as a noun
+    ("Ask Regina Blinova about the refund.", "Regina Blinova"),                       # name + family-name ending
+    ("Here is Tamsin's address: see below.", "Tamsin"),                               # possessive before 'address'
+    ("Sunniva, can you send me the file?", "Sunniva"),                               # addressed at a sentence start
+    ("Ingvild K Haugsrud will attend the meeting.", "Ingvild K Haugsrud"),           # middle initial
+    ("Dr. Savage is a 63 year old man.", "Savage"),                                   # 'Dr.' does not end a sentence
+    ("Cynthia: Who is there?\nOskar: It's me.", "Cynthia"),                          # dialogue label
+])
+def test_names_the_small_model_misses(analyzer, text, value):
+    assert ("PERSON", value) in found(analyzer, text, 0.6)
+
+
+@pytest.mark.parametrize("text", [
+    "Will this grant cover the rose garden?",             # names that are English verbs or adjectives
+    "The King visited the museum.",                       # a noun name after a determiner
+    "Rewrite this Ruby script in Swift and Rust.",         # tools of the trade
+    "The Terraform plan shows 3 to add, 1 to change.",
+    "Docker image sha256:6111b4b561e09c2fa98a372e9ffd6a18 is 1.2 GB; how can I make it smaller?",
+    "Compare the Galaxy S24 and the Pixel 9 for battery life.",
+    "Hello World, this is my first program.",
+])
+def test_gazetteer_and_cues_leave_ordinary_and_technical_words_alone(analyzer, text):
+    assert not {e for e, _ in found(analyzer, text, 0.6)} & {"PERSON", "LOCATION"}, found(analyzer, text, 0.6)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("We ship to Portugal and to customers in Norway.", "Portugal"),
+    ("ADDRESS: 4 RUE X, BELGIUM", "BELGIUM"),
+    ("My parents moved here from Mariehamn in 1990.", "Mariehamn"),
+    ("She flew to Fortaleza on Friday morning.", "Fortaleza"),
+    ("He grew up in WESTRAY, far up north.", "WESTRAY"),
+    ("The office is in KIRKWALL KW15 1NA now.", "KIRKWALL KW15 1NA"),
+    ("She lives at 12 Elm Street, Ballymena.", "Ballymena"),
+])
+def test_places_by_country_name_cue_words_postcode_and_street(analyzer, text, value):
+    assert ("LOCATION", value) in found(analyzer, text, 0.6)
+
+
+def test_a_turkey_sandwich_is_no_country(analyzer):
+    assert not found(analyzer, "I had a turkey sandwich and a glass of port.", 0.6)
+
+
+def test_house_number_written_before_a_street_is_part_of_it(analyzer):
+    assert ("STREET_ADDRESS", "081 12 Larkspur Road") in found(analyzer, "ship to 081 12 Larkspur Road, please", 0.5)
+
+
+def test_blank_lines_inside_an_address_block_do_not_end_it(analyzer):
+    text = "Jorunn Aasen\n\nSkolegata 14\n Vestby\n\n Norway 1540"
+    assert ("LOCATION", "Norway 1540") in found(analyzer, text, 0.6)
+
+
+def test_a_detected_name_is_masked_wherever_it_recurs():
+    from guardrails.pii.analyzer import Span, propagate_names
+    texts = ["Luiza Costa called about the order.", "Costa said yes; Luiza Costa will pay.", "no names here"]
+    found_spans = [[Span(0, 11, "PERSON", 0.85)], [], []]
+    out = propagate_names(texts, found_spans, lambda e: 0.6)
+    assert {texts[1][s.start:s.end] for s in out[1]} == {"Costa", "Luiza Costa"}
+    assert out[2] == []
+    below = propagate_names(texts, [[Span(0, 11, "PERSON", 0.5)], [], []], lambda e: 0.6)
+    assert below[1] == []  # only names the policy would mask are propagated
+
+
+def test_overlapping_spans_are_masked_as_their_union():
+    from guardrails.pii.analyzer import Span
+    from guardrails.pii_guardrail import _select
+    spans = [Span(0, 7, "PHONE_NUMBER", 0.35), Span(4, 24, "STREET_ADDRESS", 1.0), Span(30, 35, "PERSON", 0.8)]
+    assert _select(spans) == [Span(0, 24, "STREET_ADDRESS", 1.0), Span(30, 35, "PERSON", 0.8)]
