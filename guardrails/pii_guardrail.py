@@ -230,7 +230,8 @@ class PiiGuardrail:
         scan = hold = None
         if policy.output_action == "redact":
             scan = self._invented_pii_scanner(ctx, policy)
-            hold = _hold_identifier_tail
+            names = not set(policy.output_entities) <= set(STRUCTURED)
+            hold = _hold_name_and_identifier_tail if names else _hold_identifier_tail
         if not mapping and scan is None:
             return None
         return StreamRestorer(mapping, scan, hold)
@@ -256,10 +257,11 @@ class PiiGuardrail:
 
     def _invented_pii_scanner(self, ctx: GuardContext, policy: PiiPolicy, record: bool = True) -> Callable[[str], str]:
         allow = {a.lower() for a in policy.allow_list}
-        entities = [e for e in STRUCTURED if policy.rule(e).action != "allow"]
+        entities = [e for e in policy.output_entities if policy.rule(e).action != "allow"]
+        structured_only = set(entities) <= set(STRUCTURED)
 
         def scan(text: str) -> str:
-            if not any(c.isdigit() or c == "@" for c in text):
+            if structured_only and not any(c.isdigit() or c == "@" for c in text):
                 return text
             spans = [s for s in self.analyzer.structured_scan(text, entities)
                      if s.score >= (policy.rule(s.entity).threshold or 0)
@@ -288,6 +290,21 @@ def _hold_identifier_tail(text: str, limit: int = 64) -> int:
         prev = max(text.rfind(" ", 0, cut - 1), text.rfind("\n", 0, cut - 1), text.rfind("\t", 0, cut - 1)) + 1
         group = text[prev:cut - 1]
         if group and len(group) <= 12 and any(c.isdigit() for c in group):
+            cut = prev
+        else:
+            break
+    return max(cut, floor)
+
+
+def _hold_name_and_identifier_tail(text: str, limit: int = 64) -> int:
+    """As _hold_identifier_tail, and a run of capitalised words before the cut is held too: the
+    next chunk may continue a name ("Zsófia" + " Kertész") that the scan must see whole."""
+    cut = _hold_identifier_tail(text, limit)
+    floor = max(0, len(text) - limit)
+    while cut > floor:
+        prev = max(text.rfind(" ", 0, cut - 1), text.rfind("\n", 0, cut - 1), text.rfind("\t", 0, cut - 1)) + 1
+        word = text[prev:cut].strip()
+        if word[:1].isupper():
             cut = prev
         else:
             break

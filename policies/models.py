@@ -64,6 +64,10 @@ class PiiPolicy(_Strict):
     restore: bool = True
     restore_on_fallback: bool = True
     output_action: Literal["redact", "mask", "allow"] = "redact"
+    output_entities: list[str] = Field(
+        default_factory=lambda: ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS"],
+        description="entity types the model may not invent in its answer (output_action applies to them); "
+                    "PERSON and LOCATION use the gazetteer and cue recognizers, fast enough for streams")
     analyze_timeout_s: float = Field(default=10.0, gt=0)
     mode: Mode = Field(default="enforce", description="default mode of every entity rule")
 

@@ -47,24 +47,34 @@ name: failclosed
 pii:
   analyze_timeout_s: 0.000001
 """,
+    "names.yaml": """
+name: names
+pii:
+  output_entities: [EMAIL_ADDRESS, PERSON, LOCATION]
+""",
 }
 
-KEYS = [("sk-norestore", "norestore"), ("sk-strict", "strict"), ("sk-custom", "custom"), ("sk-failclosed", "failclosed")]
+KEYS = [("sk-norestore", "norestore"), ("sk-strict", "strict"), ("sk-custom", "custom"), ("sk-failclosed", "failclosed"),
+        ("sk-names", "names")]
 PII_VALUES = ["Maria Gonzalez", "maria.gonzalez@example.com", "4111 1111 1111 1111", "(212) 555-0143"]
 PROMPT = ("Hi, I am Maria Gonzalez. Write to maria.gonzalez@example.com or call (212) 555-0143; "
           "my card is 4111 1111 1111 1111.")
 
 
-@pytest.fixture(scope="module")
-def pii_gateway(primary, redis_server):
+def _pii_gateway(params: dict, redis_url: str) -> Gateway:
+    """A gateway with this module's policies and keys in front of `params`' backend."""
     pdir = Path(tempfile.mkdtemp(prefix="mg-policies-"))
     shutil.copy(ROOT / "policies" / "default.yaml", pdir / "default.yaml")
     for name, text in POLICIES.items():
         (pdir / name).write_text(text)
-    cfg = gateway_config(primary.params(), redis_url=redis_server.url,
-                         extra={"policies_dir": str(pdir), "pii": {"vault_ttl_seconds": 3}})
+    cfg = gateway_config(params, redis_url=redis_url, extra={"policies_dir": str(pdir), "pii": {"vault_ttl_seconds": 3}})
     cfg["mixguard"]["api_keys"] += [{"key": k, "app": p, "policy": p, "id": f"key-{p}"} for k, p in KEYS]
-    g = Gateway(cfg, env={"MIXGUARD_VAULT_KEY": "test-vault-passphrase"})
+    return Gateway(cfg, env={"MIXGUARD_VAULT_KEY": "test-vault-passphrase"})
+
+
+@pytest.fixture(scope="module")
+def pii_gateway(primary, redis_server):
+    g = _pii_gateway(primary.params(), redis_server.url)
     yield g
     g.stop()
 
@@ -77,8 +87,7 @@ def standin_pair(pii_gateway, primary, redis_server):
         yield pii_gateway, primary.standin
         return
     s = Standin()
-    g = Gateway(gateway_config({"model": "openai/mixtral", "api_base": f"{s.url}/v1"}, redis_url=redis_server.url),
-                env={"MIXGUARD_VAULT_KEY": "test-vault-passphrase"})
+    g = _pii_gateway({"model": "openai/mixtral", "api_base": f"{s.url}/v1"}, redis_server.url)
     yield g, s
     g.stop()
     s.stop()
@@ -219,6 +228,27 @@ def test_pii_the_model_invents_is_redacted_in_output(standin_pair):
     for out in (whole, streamed):
         assert "bob.smith@example.org" not in out and "4111-1111-1111-1111" not in out
         assert "[REDACTED:EMAIL_ADDRESS]" in out and "[REDACTED:CREDIT_CARD]" in out
+
+
+def test_a_policy_can_keep_the_model_from_inventing_names_and_places(standin_pair):
+    """output_entities: PERSON and LOCATION: names the model made up are redacted, streamed too,
+    while the caller's own (restored) name comes back."""
+    pii_gateway, standin = standin_pair
+    standin.configure(replies=["<PERSON_1>, ask Zsófia Kertész, who moved here from Portugal, or mail z.k@example.net."])
+    msgs = [{"role": "user", "content": "Hi, I am Maria Gonzalez. Whom should I ask?"}]
+    try:
+        c = _client(pii_gateway, "sk-names")
+        whole = c.chat.completions.create(model="mixtral", messages=msgs).choices[0].message.content
+        streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+            model="mixtral", stream=True, messages=msgs) if ch.choices)
+        default = _client(pii_gateway).chat.completions.create(model="mixtral", messages=msgs).choices[0].message.content
+    finally:
+        standin.configure(replies=[])
+    for out in (whole, streamed):
+        assert out.startswith("Maria Gonzalez, ask ")  # the caller's own value, restored
+        assert "Zsófia" not in out and "Kertész" not in out and "Portugal" not in out and "z.k@example.net" not in out
+        assert "[REDACTED:PERSON]" in out and "[REDACTED:LOCATION]" in out and "[REDACTED:EMAIL_ADDRESS]" in out
+    assert "Zsófia Kertész" in default and "[REDACTED:EMAIL_ADDRESS]" in default  # the default policy: identifiers only
 
 
 @pytest.mark.parametrize("route", ["chat", "chat-stream", "completions", "responses"])

@@ -51,3 +51,13 @@ def test_chain_flush_passes_earlier_releases_through_later_filters():
     assert chain.flush() == "<A_"
     chain2 = _Chain([StreamRestorer({"<A_1>": "<B_1>"}), StreamRestorer({"<B_1>": "done"})])
     assert chain2.feed("x <A_1") + chain2.feed(">") + chain2.flush() == "x done"
+
+
+def test_a_name_at_the_end_of_a_streamed_chunk_is_held_until_it_is_complete():
+    from guardrails.pii_guardrail import _hold_identifier_tail, _hold_name_and_identifier_tail
+    text = "ask Zsófia"
+    assert text[:_hold_name_and_identifier_tail(text)] == "ask "
+    text = "ask Zsófia Kertész about it"
+    assert text[:_hold_name_and_identifier_tail(text)] == "ask Zsófia Kertész about "
+    plain = "call Zsófia Kertész"
+    assert plain[:_hold_identifier_tail(plain)] == "call Zsófia "  # without name scanning only the last word waits
