@@ -1,4 +1,4 @@
-"""PII detection quality through the real guardrail: leak rate per entity type on the labeled set
+"""PII detection quality through the real guardrail: leak rate per entity type on the labeled sets
 (share of PII values that would reach the backend verbatim) and false-positive rate on clean prompts.
 
     python bench/pii_quality.py [--policy default] [--show-leaks 10]
@@ -20,6 +20,9 @@ from _harness import ROOT, RedisProc, machine  # noqa: E402
 #: Types the guardrail must protect; the others in the set are reported for information.
 PROTECTED = ["PERSON", "STREET_ADDRESS", "PHONE_NUMBER", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE",
              "US_SSN", "IP_ADDRESS", "GPE"]
+#: The recognizers were tuned looking at pii_labeled's leaks; pii_heldout (same generator and
+#: templates, other seed: other names, places and numbers) was generated afterwards and never looked at.
+SETS = {"pii_labeled": "tuning set", "pii_heldout": "held-out set, never tuned on"}
 STRUCTURED = ["CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS"]
 
 
@@ -37,7 +40,8 @@ async def main() -> None:
     from policies.store import PolicyStore
     from proxy.wiring import build_pipeline
 
-    labeled = [json.loads(line) for line in (ROOT / "tests/data/pii_labeled.jsonl").read_text().splitlines()]
+    labeled = {name: [json.loads(line) for line in (ROOT / f"tests/data/{name}.jsonl").read_text().splitlines()]
+               for name in SETS}
     clean = [json.loads(line)["text"] for line in (ROOT / "tests/data/clean_prompts.jsonl").read_text().splitlines()]
     redis = RedisProc().start()
     try:
@@ -58,34 +62,41 @@ async def main() -> None:
                 return "", ctx.decisions  # blocked: nothing reaches the backend
             return body["messages"][0]["content"], ctx.decisions
 
-        total, leaked = Counter(), Counter()
-        examples = []
-        for i, rec in enumerate(labeled):
-            out, _ = await masked(rec["text"], i)
-            for s in rec["spans"]:
-                total[s["type"]] += 1
-                if s["value"] in out:
-                    leaked[s["type"]] += 1
-                    examples.append((s["type"], s["value"], out))
+        fps = []
+        for i, text in enumerate(clean):
+            out, decisions = await masked(text, 10_000 + i)
+            if out != text:
+                fps.append((text, [d.rule_id for d in decisions]))
         fps = []
         for i, text in enumerate(clean):
             out, decisions = await masked(text, 10_000 + i)
             if out != text:
                 fps.append((text, [d.rule_id for d in decisions]))
         print(f"# bench/pii_quality.py  {time.strftime('%Y-%m-%d')}  {machine()}  policy={args.policy}  "
-              f"{len(labeled)} labeled sentences, {len(clean)} clean prompts")
-        for t in sorted(total, key=lambda t: (t not in PROTECTED, t)):
-            tag = "" if t in PROTECTED else "  (not protected by default)"
-            print(f"  {t:<18} leak {100 * leaked[t] / total[t]:5.1f}%  ({leaked[t]}/{total[t]}){tag}")
-        p_tot = sum(total[t] for t in PROTECTED)
-        p_leak = sum(leaked[t] for t in PROTECTED)
-        s_tot = sum(total[t] for t in STRUCTURED)
-        s_leak = sum(leaked[t] for t in STRUCTURED)
-        print(f"leak rate, protected types: {100 * p_leak / p_tot:.1f}% ({p_leak}/{p_tot})   target <= 3%")
-        print(f"leak rate, structured identifiers: {100 * s_leak / max(s_tot, 1):.1f}% ({s_leak}/{s_tot})   target <= 1%")
-        print(f"false positives on clean prompts: {100 * len(fps) / len(clean):.1f}% ({len(fps)}/{len(clean)})   target <= 3%")
-        for t, v, out in examples[: args.show_leaks]:
-            print(f"    leak {t}: {v!r} in {out[:160]!r}")
+              f"{len(clean)} clean prompts")
+        for name, records in labeled.items():
+            total, leaked = Counter(), Counter()
+            examples = []
+            for i, rec in enumerate(records):
+                out, _ = await masked(rec["text"], i)
+                for s in rec["spans"]:
+                    total[s["type"]] += 1
+                    if s["value"] in out:
+                        leaked[s["type"]] += 1
+                        examples.append((s["type"], s["value"], out))
+            print(f"\n== {name}: {len(records)} labeled sentences ({SETS[name]})")
+            for t in sorted(total, key=lambda t: (t not in PROTECTED, t)):
+                tag = "" if t in PROTECTED else "  (not protected by default)"
+                print(f"  {t:<18} leak {100 * leaked[t] / total[t]:5.1f}%  ({leaked[t]}/{total[t]}){tag}")
+            p_tot = sum(total[t] for t in PROTECTED)
+            p_leak = sum(leaked[t] for t in PROTECTED)
+            s_tot = sum(total[t] for t in STRUCTURED)
+            s_leak = sum(leaked[t] for t in STRUCTURED)
+            print(f"leak rate, protected types: {100 * p_leak / p_tot:.1f}% ({p_leak}/{p_tot})   target <= 3%")
+            print(f"leak rate, structured identifiers: {100 * s_leak / max(s_tot, 1):.1f}% ({s_leak}/{s_tot})   target <= 1%")
+            for t, v, out in examples[: args.show_leaks]:
+                print(f"    leak {t}: {v!r} in {out[:160]!r}")
+        print(f"\nfalse positives on clean prompts: {100 * len(fps) / len(clean):.1f}% ({len(fps)}/{len(clean)})   target <= 3%")
         for text, rules in fps[: args.show_leaks]:
             print(f"    false positive {rules}: {text[:90]!r}")
         await client.aclose()

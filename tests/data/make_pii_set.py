@@ -1,6 +1,8 @@
-"""Regenerates pii_labeled.jsonl with presidio-evaluator's PresidioSentenceFaker (offline, seeded).
+"""Regenerates the labeled PII sets with presidio-evaluator's PresidioSentenceFaker (offline, seeded).
 
-    pip install presidio-evaluator && python tests/data/make_pii_set.py
+    pip install presidio-evaluator
+    python tests/data/make_pii_set.py                                   # pii_labeled.jsonl, seed 42
+    python tests/data/make_pii_set.py --seed 7 --out pii_heldout.jsonl  # the held-out set
 """
 import json
 import random
@@ -31,11 +33,18 @@ def unescape_newlines(text: str, spans: list[dict]) -> tuple[str, list[dict]]:
 
 
 if __name__ == "__main__":
+    import argparse
+
     from presidio_evaluator.data_generator import PresidioSentenceFaker
 
-    random.seed(42)
-    records = PresidioSentenceFaker("en_US", lower_case_ratio=0.0, random_seed=42).generate_new_fake_sentences(600)
-    out = Path(__file__).with_name("pii_labeled.jsonl")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--n", type=int, default=600)
+    ap.add_argument("--out", default="pii_labeled.jsonl")
+    args = ap.parse_args()
+    random.seed(args.seed)
+    records = PresidioSentenceFaker("en_US", lower_case_ratio=0.0, random_seed=args.seed).generate_new_fake_sentences(args.n)
+    out = Path(__file__).with_name(args.out)
     with out.open("w") as f:
         for r in records:
             spans = [{"type": s.entity_type, "value": s.entity_value, "start": s.start_position, "end": s.end_position}
