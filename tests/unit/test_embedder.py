@@ -17,3 +17,16 @@ def test_int8_onnx_matches_fp32_numpy_and_similar_texts_are_closer():
     assert (a * b).sum(1).min() > 0.98
     q = fp32.encode("Which painkiller can my kid take and how much?")
     assert q @ a[1] > q @ a[0] + 0.2 and q @ a[1] > q @ a[2] + 0.2
+
+
+def test_units_packed_into_one_call_are_encoded_as_if_alone():
+    """encode_many packs texts into rows of at most PACK_TOKENS tokens with a block-diagonal
+    mask: each text must come out as it does alone (same weights, own positions, no attention to
+    its neighbours), also when the texts fill more than one row."""
+    fp32, int8 = MiniLMEmbedder(), OnnxMiniLM()
+    texts = TEXTS * 6  # about 250 tokens: at least two packed rows
+    packed = int8.encode_many(texts)
+    alone = np.stack([fp32.encode(t) for t in texts])
+    assert packed.shape == (len(texts), 384)
+    assert (packed * alone).sum(1).min() > 0.98
+    assert np.allclose(packed[: len(TEXTS)], packed[len(TEXTS): 2 * len(TEXTS)], atol=0.02)
