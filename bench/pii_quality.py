@@ -11,7 +11,6 @@ import json
 import os
 import time
 from collections import Counter
-from pathlib import Path
 
 os.environ.setdefault("MIXGUARD_VAULT_KEY", "bench-key")
 

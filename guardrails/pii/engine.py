@@ -18,7 +18,7 @@ import re
 from typing import Any, Iterable
 
 import tldextract
-from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerResult, RecognizerRegistry
+from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpEngineProvider
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer
@@ -178,7 +178,6 @@ def _lemma_is_lower(doc: Any) -> Any:
 
 def build_analyzer(spacy_model: str = DEFAULT_SPACY_MODEL, enabled: Iterable[str] = DEFAULT_RECOGNIZERS,
                    extra_recognizers: Iterable[Any] = ()) -> AnalyzerEngine:
-    import spacy
     from spacy.language import Language
 
     if not Language.has_factory("mixguard_lower_lemma"):

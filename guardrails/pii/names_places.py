@@ -37,7 +37,17 @@ _SURNAME_ENDING = re.compile(r"(?:ov|ova|ová|ev|eva|ovich|evich|ovna|evna|enko|
                              r"sky|cki|cka|czyk|wicz|dóttir|dottir|sson|poulos|opoulou|akis|escu|yan|ian)$")
 
 
-class ContextNameRecognizer(EntityRecognizer):
+class _LocalRecognizer(EntityRecognizer):
+    """An English recognizer of one entity type with nothing to load (named after its class)."""
+
+    def __init__(self, entity: str) -> None:
+        super().__init__(supported_entities=[entity], name=type(self).__name__, supported_language="en")
+
+    def load(self) -> None:
+        pass
+
+
+class ContextNameRecognizer(_LocalRecognizer):
     """Names right after words that announce one: "My name is …", "Name: …", "Dear …",
     "Dr. …", "follow up with …", "said …", "everyone calls me …", and the name line that heads
     an address block."""
@@ -50,7 +60,7 @@ class ContextNameRecognizer(EntityRecognizer):
             r"|\b(?i:dr|mr|mrs|ms|mx|prof)\.?)[ \t]+")
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language="en")
+        super().__init__("PERSON")
         self._cue = re.compile(self.CUES + rf"({_NAME})")
         # Greetings and a sentence that opens by addressing someone name a person only when the
         # word is a known name or no English word ("Hi Karítas", "Sue, can I …"; not "Hello World").
@@ -66,9 +76,6 @@ class ContextNameRecognizer(EntityRecognizer):
         self.common = common_words()
         self._block = re.compile(rf"^[ \t]*({NAME_WORD}(?:[ \t]+(?:[A-Z]\.?[ \t]+)?{NAME_WORD}){{1,3}})[ \t]*\n(?:[ \t]*\n)?"
                                  r"[ \t]*\d{1,6}[ \t]+\S", re.MULTILINE)
-
-    def load(self) -> None:
-        pass
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
         out = []
@@ -92,7 +99,7 @@ class ContextNameRecognizer(EntityRecognizer):
         return out
 
 
-class NameGazetteerRecognizer(EntityRecognizer):
+class NameGazetteerRecognizer(_LocalRecognizer):
     """Runs of capitalised words that hold a known given or family name ("Csenger Gábor",
     "Marija Cvetka M Pustivšek", "Jakob", "… and Martin were").
 
@@ -109,13 +116,10 @@ class NameGazetteerRecognizer(EntityRecognizer):
                               "her", "its", "each", "every", "any", "some", "no", "new", "old"})
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["PERSON"], name="NameGazetteerRecognizer", supported_language="en")
+        super().__init__("PERSON")
         self.names = person_names()
         self.words = english_words()
         self.common = common_words()
-
-    def load(self) -> None:
-        pass
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
         out = []
@@ -168,18 +172,15 @@ class NameGazetteerRecognizer(EntityRecognizer):
         return word not in self.names and (word.lower() in self.words or word in CALENDAR)
 
 
-class CountryRecognizer(EntityRecognizer):
+class CountryRecognizer(_LocalRecognizer):
     """English country names written as names ("Cyprus", "CZECH REPUBLIC"; not "turkey")."""
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["LOCATION"], name="CountryRecognizer", supported_language="en")
+        super().__init__("LOCATION")
         names = sorted(country_names(), key=len, reverse=True)
         forms = {n for name in names for n in (name, name.upper())}
         self._rx = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(n) for n in sorted(forms, key=len, reverse=True))
                               + r")(?![\w-])") if forms else None
-
-    def load(self) -> None:
-        pass
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
         if self._rx is None:
@@ -190,7 +191,7 @@ class CountryRecognizer(EntityRecognizer):
 _PLACE = rf"(?:{NAME_WORD}|[{_UPPER}]{{2,}})(?:[ \t]+(?:(?:de|da|do|dos|das|del|la|le|u|upon|am|an|im|sur|en)[ \t]+)?(?:{NAME_WORD}|[{_UPPER}]{{2,}})){{0,3}}"
 
 
-class ContextLocationRecognizer(EntityRecognizer):
+class ContextLocationRecognizer(_LocalRecognizer):
     """Places after words that announce one: "moved here from …", "grew up in …", "flew to …",
     "I'm in …", "arrived at …", "travelling to …", "born in …"."""
 
@@ -203,15 +204,12 @@ class ContextLocationRecognizer(EntityRecognizer):
             rf"[ \t]+({_PLACE})")
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["LOCATION"], name="ContextLocationRecognizer", supported_language="en")
+        super().__init__("LOCATION")
         self._rx = re.compile(self.CUES)
         # An all-caps place before a postcode: "GRIGADALE PH36 9QH", "in ΛΕΜΕΣΟΣ 3502".
         caps = rf"[{_UPPER}]{{3,}}(?:[ \t]+[{_UPPER}]{{3,}}){{0,2}}"
         self._postcode = re.compile(rf"(?<![\w-])({caps}[ \t]+[A-Z]{{1,2}}\d[A-Z\d]?[ \t]\d[A-Z]{{2}})(?![\w-])"
                                     rf"|\bin[ \t]+({caps}[ \t]+\d{{4,5}})(?![\w.-])")
-
-    def load(self) -> None:
-        pass
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
         out = []

@@ -14,13 +14,12 @@ import uuid
 from pathlib import Path
 
 import httpx
-import openai
 import orjson
 import pytest
 import redis
 import yaml
 
-from procs import ROOT, Gateway, RedisProc, Standin, gateway_config
+from procs import ROOT, Gateway, RedisProc, gateway_config
 
 AUDIT_KEY = "test-audit-signing-key"
 ENV = {"MIXGUARD_AUDIT_KEY": AUDIT_KEY}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
