@@ -134,7 +134,48 @@ def _with_house_number(text: str, street: Span) -> Span:
     return Span(m.start(), street.end, street.entity, street.score) if m else street
 
 
-def _address_block_lines(text: str, streets: list[Span], max_lines: int = 4) -> list[Span]:
+_BLANK_LINE_NEXT = re.compile(r"\n[ \t]*\n")
+
+
+def _name_lines(text: str, spans: list[Span]) -> list[Span]:
+    """PERSON spans that fill their line and are followed by a blank line: the head of an address
+    block that has no street ("Leigha Mackay\\n\\nLa Sagne\\nSwitzerland")."""
+    out = []
+    for s in spans:
+        if s.entity != "PERSON":
+            continue
+        line_start = text.rfind("\n", 0, s.start) + 1
+        line_end = text.find("\n", s.end)
+        if line_end >= 0 and not text[line_start:s.start].strip() and not text[s.end:line_end].strip() \
+                and _BLANK_LINE_NEXT.match(text, line_end):
+            out.append(s)
+    return out
+
+
+_ITEM = r"[^\W\d_][\w'’-]*(?:[ \t]+[A-Z][\w'’-]*){0,2}"
+_LIST = re.compile(rf"(?<![\w-]){_ITEM}(?:,[ \t]*{_ITEM})+,?[ \t]+(?:and|or|&)[ \t]+{_ITEM}")
+
+
+def list_mates(text: str, spans: list[Span]) -> list[Span]:
+    """Capitalised items of an enumeration ("Wiola, Ida, Maria Lopez, Victoria and Calvin") in
+    which two or more items are already names: the others are names too."""
+    out = []
+    people = [s for s in spans if s.entity == "PERSON"]
+    for m in _LIST.finditer(text):
+        # the separators become commas of the same length, so offsets stay those of the text
+        flat = re.sub(r"[ \t](?:and|or|&)[ \t]", lambda x: "," + " " * (len(x.group()) - 1), m.group())
+        items = [(m.start() + i.start() + len(i.group()) - len(i.group().lstrip()), m.start() + i.start() + len(i.group().rstrip()))
+                 for i in re.finditer(r"[^,]+", flat) if i.group().strip()]
+        if not items or not all(text[a].isupper() for a, _ in items):
+            continue
+        hits = [[p for p in people if p.start < b and a < p.end] for a, b in items]
+        if sum(bool(h) for h in hits) >= 2:
+            score = max(p.score for h in hits for p in h)
+            out += [Span(a, b, "PERSON", score) for (a, b), h in zip(items, hits) if not h]
+    return out
+
+
+def _address_block_lines(text: str, streets: list[Span], max_lines: int = 4, min_lines: int = 1) -> list[Span]:
     """The rest of an address after a street: the town after a comma on the same line
     ("…, Hasle", "…, COLD BLOW") and the lines below it in an address block ("Svratka",
     "Czech Republic 45098", "??? PALMYRA"): short lines of capitalised words and numbers. NER
@@ -145,6 +186,7 @@ def _address_block_lines(text: str, streets: list[Span], max_lines: int = 4) -> 
         if m and _capitalised(m.group(1).split()):
             out[(m.start(1), m.end(1))] = Span(m.start(1), m.end(1), "LOCATION", 0.6)
         pos = text.find("\n", st.end)
+        block: list[Span] = []
         for _ in range(max_lines):
             if pos < 0:
                 break
@@ -159,8 +201,10 @@ def _address_block_lines(text: str, streets: list[Span], max_lines: int = 4) -> 
             words = m.group(1).replace(",", " ").split() if m else []
             if not m or len(line) > 48 or not _capitalised(words):
                 break
-            out[(start + m.start(1), start + m.end(1))] = Span(start + m.start(1), start + m.end(1), "LOCATION", 0.6)
+            block.append(Span(start + m.start(1), start + m.end(1), "LOCATION", 0.6))
             pos = end if end < len(text) else -1
+        if len(block) >= min_lines:
+            out.update(((s.start, s.end), s) for s in block)
     return list(out.values())
 
 
@@ -291,6 +335,9 @@ class PiiAnalyzer:
         out = [x for x in out if x.entity != "STREET_ADDRESS"] + streets
         if entities is None or "LOCATION" in entities:
             out += _address_block_lines(text, streets)
+            out += _address_block_lines(text, _name_lines(text, out), min_lines=2)
+        if entities is None or "PERSON" in entities:
+            out += list_mates(text, out)
         return out
 
     def _unlikely_name(self, text: str, start: int, end: int) -> bool:

@@ -99,10 +99,10 @@ class GenericPhoneRecognizer(PatternRecognizer):
     def __init__(self) -> None:
         group = r"(?:\(\d{1,5}\)[ \t]?)?\d{1,5}(?:[ \t.\-]\d{2,8}){1,4}"
         super().__init__(supported_entity="PHONE_NUMBER", name="GenericPhoneRecognizer",
-                         patterns=[Pattern("intl_phone", r"(?<![\w.\-])\+\d{1,3}[ \t.\-]?" + group + r"(?![\w\-])", 0.6),
-                                   Pattern("paren_phone", r"(?<![\w.\-])\(\d{1,5}\)[ \t]?\d{2,8}(?:[ \t.\-]?\d{2,8}){0,3}(?![\w\-])", 0.5),
-                                   Pattern("grouped_phone", r"(?<![\w.\-])\d{2,5}(?:[ \t.\-]\d{2,8}){1,4}(?![\w\-])", 0.35),
-                                   Pattern("e164_phone", r"(?<![\w.\-])\+[1-9]\d{7,14}(?![\w\-])", 0.6),
+                         patterns=[Pattern("intl_phone", r"(?<![\w.\-])\+\d{1,3}[ \t.\-]?" + group + r"(?![\w]|-\d)", 0.6),
+                                   Pattern("paren_phone", r"(?<![\w.\-])\(\d{1,5}\)[ \t]?\d{2,8}(?:[ \t.\-]?\d{2,8}){0,3}(?![\w]|-\d)", 0.5),
+                                   Pattern("grouped_phone", r"(?<![\w.\-])\d{2,5}(?:[ \t.\-]\d{2,8}){1,4}(?![\w]|-\d)", 0.35),
+                                   Pattern("e164_phone", r"(?<![\w.\-])\+[1-9]\d{7,14}(?![\w]|-\d)", 0.6),
                                    # Short local numbers count only with a context word before them ("Phone: 439 4166").
                                    Pattern("local_phone", r"(?<![\w.\-])\d{2,4}(?:[ \t.\-]\d{2,4}){1,2}(?![\w\-])", 0.05)],
                          context=["phone", "call", "tel", "mobile", "cell", "fax", "number", "reach", "contact", "whatsapp"])
@@ -138,7 +138,7 @@ _NUM = r"\d{1,5}[A-Za-z]?\b\.?"                                  # a house numbe
 _EU_SUFFIX = (r"(?i:stra(?:ss|ß)e|str\.|platz|gasse|weg|allee|ring|damm|ufer|vej|gade|all[ée]en|gata|g[aå]ngen|"
               r"v[äa]gen|veien|vegen|tie|katu|kuja|polku|straat|laan|plein|gracht|kade|utca|út|ulica|ul\.)")
 _EU_PREFIX = (r"(?:Rue|Avenue|Av\.|Boulevard|Bd|Chemin|Place|Via|Viale|Piazza|Corso|Largo|Rua|Travessa|Calle|"
-              r"Avenida|Paseo|Plaza|Camino|Carrer|Strada|Aleja|Ulica|ul\.|al\.|os\.)")
+              r"Avenida|Avda\.|Paseo|Plaza|Camino|Carrer|Strada|Aleja|Ulica|ul\.|al\.|os\.)")
 
 
 def _street_address_recognizer() -> PatternRecognizer:
@@ -150,7 +150,10 @@ def _street_address_recognizer() -> PatternRecognizer:
     # "933 Simavikveien 231", "Strandalléen 26", "Rue de Bouillon 316", "Πεντέλης 210" (after a house number)
     eu_suffixed = rf"(?:\b\d{{1,6}}\s+)?{_UP}[^\W\d_]*{_EU_SUFFIX}\s+{_NUM}"
     eu_prefixed = rf"(?:\b\d{{1,6}}\s+)?\b{_EU_PREFIX}(?:\s+(?:{_WORD}|d[aeiou]s?|de[lr]?|du|la|le|des|di|van|von)){{1,4}}\s+{_NUM}"
-    numbered = rf"\b\d{{1,6}}\s+{_WORD}(?:\s+{_WORD}){{0,2}}\s+{_NUM}"   # house number, street, number
+    # house number, street (with particles: "Callejón de Postas", "Kossuth u."), number
+    numbered = rf"\b\d{{1,6}}\s+{_WORD}(?:\s+(?:{_WORD}|d[aeiou]s?|de[lr]?|du|la|le|u\.)){{0,3}}\s+{_NUM}"
+    # a street word written apart, lower case: "Ingelbrecht Knudssøns gate 222", "Kossuth Lajos utca 12"
+    apart = rf"\b{_WORD}(?:\s+{_WORD}){{0,2}}\s+(?:gate|gata|gatan|vei|veien|vej|vegen|utca|út|ulica|straße|strasse|weg|laan)\s+{_NUM}"
     return PatternRecognizer(
         supported_entity="STREET_ADDRESS", name="StreetAddressRecognizer",
         # Case matters here (capitalised street words); Presidio's default flags ignore case.
@@ -159,6 +162,7 @@ def _street_address_recognizer() -> PatternRecognizer:
                   Pattern("street_address_intl_suffix", eu_suffixed + unit, 0.6),
                   Pattern("street_address_intl_prefix", eu_prefixed + unit, 0.6),
                   Pattern("street_address_numbered", numbered + unit, 0.5),
+                  Pattern("street_address_apart", apart + unit, 0.6),
                   # "Mstislav Radial St.", "Sari Gardens Street": a named street without a house number
                   Pattern("street_name", rf"\b{_WORD}(?:\s+{_WORD}){{0,2}}(?:\s+\d{{1,5}}[A-Za-z]?)?\s+(?:St\.|Street|Ave\.|Avenue|Rd\.|Road|Blvd\.|Boulevard)(?!\w)", 0.5),
                   Pattern("secondary_unit", r"\b(?:Apt|Apartment|Suite|Ste|Flat)\.?\s*#?\d{1,5}[A-Za-z]?\b", 0.6),

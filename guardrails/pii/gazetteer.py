@@ -26,6 +26,7 @@ TECH_TERMS = frozenset({
     "Karma", "Jasmine", "Alexa", "Siri", "Cortana", "Copilot", "Claude", "Gemini", "Mistral", "Mixtral", "Llama",
     "Galaxy", "Pixel", "Echo", "Kindle", "Ring", "Nest", "Okta", "Stripe", "Twilio", "Vercel", "Heroku",
     "Netlify", "Docker", "Helm", "Jira", "Confluence", "Slack", "Teams", "Zoom", "Excel", "Word", "Outlook",
+    "Traceback", "Stacktrace", "Java", "Python", "Perl", "Node", "Deno", "Bun", "Lua", "Haskell", "Erlang",
 })
 
 #: Months and weekdays: capitalised mid-sentence and some are given names ("June", "August").

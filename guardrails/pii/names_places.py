@@ -28,6 +28,9 @@ _ORG_WORDS = frozenset({
 })
 
 
+_RELATIONS = ("kid|kids|son|daughter|child|wife|husband|partner|spouse|fiancée?|boyfriend|girlfriend|friend|"
+              "brother|sister|mother|father|mom|mum|dad|uncle|aunt|cousin|nephew|niece|grandma|grandpa|"
+              "grandmother|grandfather|neighbou?r|colleague|coworker|co-worker|boss|manager|assistant|tenant|landlord|client|patient")
 _PERSONAL_NOUNS = ("address|phone|number|email|e-mail|birthday|account|card|passport|wife|husband|partner|son|"
                    "daughter|kid|kids|child|children|mother|father|mom|mum|dad|brother|sister|boss|manager|doctor")
 
@@ -65,10 +68,19 @@ class ContextNameRecognizer(_LocalRecognizer):
         # Greetings and a sentence that opens by addressing someone name a person only when the
         # word is a known name or no English word ("Hi Karítas", "Sue, can I …"; not "Hello World").
         self._greeting = re.compile(rf"\b(?:Hi|Hello|Hey|Dear)[ \t]+({_NAME})"
+                                    rf"|\b(?:gave|given|give|gives|told|tell|sent|send|showed|show|handed|lent|paid|offered)"
+                                    rf"[ \t]+({_NAME})(?=[ \t]+(?:his|her|their|my|our|your)\b)"
                                     rf"|(?:^|(?<=[.!?\n])[ \t]*)({NAME_WORD}),[ \t]+(?=(?:can|could|would|will|please|I|you|we|do|did|are|is)\b)",
                                     re.MULTILINE)
         # "Hilarion's address", "Kristýna's kid": a possessive before a word for someone's data or kin.
         self._possessive = re.compile(rf"\b({NAME_WORD})['’]s[ \t]+(?:{_PERSONAL_NOUNS})\b")
+        # "my kid Korneliusz", "her colleague Anouk": a kinship or work-relation word before a name.
+        self._relation = re.compile(rf"\b(?i:my|his|her|our|their|your)[ \t]+(?:{_RELATIONS})(?:[ \t]+(?:named|called))?[ \t]+({_NAME})")
+        # "Veronica is …", "Jones began …": a known name opening a sentence, then a verb.
+        self._opening = re.compile(rf"(?:^|(?<=[.!?\n\"“])[ \t]*)({NAME_WORD})[ \t]+(?=(?:is|was|has|had|began|said|says|"
+                                   rf"lives|lived|works|worked|wants|called|asked|told|spent|went|moved)\b)", re.MULTILINE)
+        # Dialogue: a line that opens with a one-word label ("Alette: …") in a text with two or more.
+        self._label = re.compile(rf"^[ \t]*({NAME_WORD})[ \t]*:", re.MULTILINE)
         # "Mimount Y Bijster": a middle initial between two words that are no English words.
         self._initial = re.compile(rf"(?<![\w.-])({NAME_WORD}[ \t]+[A-Z]\.?[ \t]+{NAME_WORD})(?![\w-])")
         self.names = person_names()
@@ -84,10 +96,23 @@ class ContextNameRecognizer(_LocalRecognizer):
                 if not _ORG_WORDS.intersection(m.group(1).split()):
                     out.append(RecognizerResult("PERSON", m.start(1), m.end(1), score))
         for m in self._greeting.finditer(text):
-            g = 1 if m.group(1) else 2
+            g = next(i for i in (1, 2, 3) if m.group(i))
             words = m.group(g).split()
             if any(w in self.names or w.lower() not in self.words for w in words) and not TECH_TERMS.intersection(words):
                 out.append(RecognizerResult("PERSON", m.start(g), m.end(g), 0.6))
+        for m in self._relation.finditer(text):
+            if not TECH_TERMS.intersection(m.group(1).split()):
+                out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
+        for m in self._opening.finditer(text):
+            w = m.group(1)
+            if w in self.names and w.lower() not in self.common and w not in TECH_TERMS:
+                out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
+        labels = [m for m in self._label.finditer(text)]
+        if len(labels) >= 2:
+            for m in labels:
+                w = m.group(1)
+                if w.lower() not in self.words and w not in TECH_TERMS and not any(c.isupper() for c in w[1:]):
+                    out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
         for m in self._possessive.finditer(text):
             if m.group(1) not in TECH_TERMS and m.group(1).lower() not in self.common:
                 out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
@@ -200,7 +225,9 @@ class ContextLocationRecognizer(_LocalRecognizer):
             r"|(?:[Ff]lew|[Ff]ly|[Ff]lying|[Tt]ravel(?:l?ing|l?ed)?|[Tt]rip|[Hh]oliday|[Vv]acation|[Dd]rove|[Dd]riving|[Hh]eaded)[ \t]+(?:to|from)"
             r"|(?:[Aa]rrived|[Aa]rriving|[Ll]anded)[ \t]+(?:at|in)"
             r"|(?:I'm|I am|[Ww]e're|[Ww]e are|[Hh]e's|[Ss]he's|[Cc]urrently)[ \t]+in"
-            r"|[Hh]ome ?town(?:[ \t]+of)?|[Hh]ome city(?:[ \t]+of)?|[Cc]ity of|[Tt]own of|[Vv]illage of|[Ss]uburb of|[Uu]niversity of)"
+            r"|[Hh]ome ?town(?:[ \t]+of)?|[Hh]ome city(?:[ \t]+of)?|[Cc]ity of|[Tt]own of|[Vv]illage of|[Ss]uburb of|[Uu]niversity of"
+            r"|[Oo]riginally[ \t]+from|[Cc]oming[ \t]+from|[Hh]ails[ \t]+from"
+            r"|(?:^|(?<=\n))[ \t]*(?:Where|Location|City|Town|Hometown|Place of birth|Birthplace|Venue)[ \t]*:)"
             rf"[ \t]+({_PLACE})")
 
     def __init__(self) -> None:

@@ -149,3 +149,37 @@ def test_overlapping_spans_are_masked_as_their_union():
     from guardrails.pii_guardrail import _select
     spans = [Span(0, 7, "PHONE_NUMBER", 0.35), Span(4, 24, "STREET_ADDRESS", 1.0), Span(30, 35, "PERSON", 0.8)]
     assert _select(spans) == [Span(0, 24, "STREET_ADDRESS", 1.0), Span(30, 35, "PERSON", 0.8)]
+
+
+@pytest.mark.parametrize("text, value", [
+    ("I would like to remove my kid Korneliusz from the will.", "Korneliusz"),      # kinship word before a name
+    ("Veronica is a very sympathetic person.", "Veronica"),                         # known name opens a sentence
+    ("Gregory had given Inalén his address.", "Inalén"),                            # give someone his/her …
+    ('Alette: "Who are you?"\nOskarine: "Your neighbour."', "Oskarine"),            # dialogue labels
+    ("They had 6: Wiola, Ola, Ida, Maria Lopez, Victoria and Calvin.", "Wiola"),    # enumeration with names in it
+])
+def test_names_from_relations_openings_dialogue_and_lists(analyzer, text, value):
+    assert ("PERSON", value) in found(analyzer, text, 0.6)
+
+
+def test_labels_and_lists_of_tools_are_not_names(analyzer):
+    assert not found(analyzer, "KeyError: x\nValueError: bad\nTraceback: here", 0.6)
+    assert not found(analyzer, "Compare Python, Go, Rust and Java for this job.", 0.6)
+
+
+@pytest.mark.parametrize("text, entity, value", [
+    ("42-51-49-67-Office\n781-618-4959-Fax", "PHONE_NUMBER", "42-51-49-67"),            # a label glued on with '-'
+    ("The restaurant is at 445 Callejón de Postas 34", "STREET_ADDRESS", "445 Callejón de Postas 34"),
+    ("Stop at Ingelbrecht Knudssøns gate 222 please", "STREET_ADDRESS", "Ingelbrecht Knudssøns gate 222"),
+    ("The title refers to Avda. Rio Nalon 20 street", "STREET_ADDRESS", "Avda. Rio Nalon 20"),
+    ("I'm Ann, originally from RABBALSHEDE, and 22.", "LOCATION", "RABBALSHEDE"),
+    ("When: 10:30\nWhere: Dozwil", "LOCATION", "Dozwil"),
+    ("Leigha Mackay\n\nLa Sagne\nSwitzerland", "LOCATION", "La Sagne"),                # address block under a name line
+])
+def test_more_address_and_phone_shapes(analyzer, text, entity, value):
+    assert (entity, value) in found(analyzer, text, 0.3)
+
+
+def test_a_name_line_over_prose_is_no_address_block(analyzer):
+    text = "Ana Lima\n\nThanks for the report, we will look at it tomorrow and get back to you."
+    assert not [v for e, v in found(analyzer, text, 0.3) if e == "LOCATION" and v.startswith("Thanks")]
