@@ -20,7 +20,7 @@ from .pii.analyzer import AnalysisFailed, PiiAnalyzer, Span, propagate_names
 from .pii.placeholders import PLACEHOLDER, StreamRestorer
 from .pii.vault import Vault
 from policies.store import PolicyStore
-from policies.models import PiiPolicy
+from policies.models import EntityRule, PiiPolicy
 
 #: Entities checked in model output without NER (fast enough for streams).
 STRUCTURED = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS")
@@ -136,7 +136,15 @@ class PiiGuardrail:
         except AnalysisFailed as exc:
             ctx.decisions.append(Decision("pii", "pii.analysis", "block", 1.0, "enforce", {"reason": str(exc)}))
             raise errors.GuardrailUnavailable(f"PII guardrail unavailable, request refused: {exc}") from None
-        found = propagate_names([s.text for s in slots], found, lambda e: policy.rule(e).threshold or 0)
+        rules: dict[str, EntityRule] = {}
+
+        def rule_of(entity: str) -> EntityRule:  # called for every span: built once per request
+            r = rules.get(entity)
+            if r is None:
+                r = rules[entity] = policy.rule(entity)
+            return r
+
+        found = propagate_names([s.text for s in slots], found, lambda e: rule_of(e).threshold or 0)
         allow = {a.lower() for a in policy.allow_list}
         plans: list[list[tuple[Span, str]]] = []
         counts: Counter[tuple[str, str]] = Counter()
@@ -149,7 +157,7 @@ class PiiGuardrail:
             literal = [Span(m.start(), m.end(), "LITERAL", 2.0) for m in PLACEHOLDER.finditer(slot.text)]
             keep = []
             for s in spans:
-                rule = policy.rule(s.entity)
+                rule = rule_of(s.entity)
                 if s.score < (rule.threshold or 0):
                     continue
                 value = slot.text[s.start:s.end]
@@ -168,7 +176,7 @@ class PiiGuardrail:
                     blocked_types.add(s.entity)
             plan = []
             for s in _select(literal + keep):
-                action = "mask" if s.entity == "LITERAL" else policy.rule(s.entity).action
+                action = "mask" if s.entity == "LITERAL" else rule_of(s.entity).action
                 plan.append((s, action))
                 counts[(s.entity, action)] += 1
                 if action == "mask":

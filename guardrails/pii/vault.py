@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import logging
 import os
+import time
+from collections import OrderedDict
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -22,7 +24,9 @@ local out = {}
 for i = 2, #ARGV, 3 do
   local ent, h, enc = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local ph = redis.call('HGET', KEYS[1], 'v:' .. h)
-  if not ph then
+  if not ph and enc == '' then
+    ph = ''  -- known to this process but gone from Redis: the caller sends the value again
+  elseif not ph then
     local n = redis.call('HINCRBY', KEYS[1], 'n:' .. ent, 1)
     ph = '<' .. ent .. '_' .. n .. '>'
     redis.call('HSET', KEYS[1], 'v:' .. h, ph, 'p:' .. ph, enc)
@@ -57,6 +61,10 @@ class Vault:
         self._mac_key = hashlib.sha256(b"mixguard-vault-mac:" + key).digest()
         self.ttl = ttl_seconds
         self._script = None
+        # (scope, digest) -> (placeholder, when last seen): values of earlier turns are sent by
+        # digest only; the script confirms each still exists (or says it is gone).
+        self._known: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self._known_max = 100_000
 
     def digest(self, value: str) -> str:
         return hmac.new(self._mac_key, value.encode(), hashlib.sha256).hexdigest()[:32]
@@ -70,10 +78,30 @@ class Vault:
             return []
         if self._script is None:
             self._script = self.redis.register_script(_ALLOCATE)  # type: ignore[attr-defined]
+        scope = self.scope_key(key_id, conversation)
+        now = time.monotonic()
+        digests = [self.digest(value) for _, value in items]
+        known = [self._known.get((scope, d)) for d in digests]
+        # Values this process saw in this scope are sent by digest only, without encrypting them again.
+        by_digest = {i for i, k in enumerate(known) if k is not None and now - k[1] < self.ttl}
+        result = await self._allocate(scope, items, digests, by_digest)
+        lost = [i for i, ph in enumerate(result) if not ph]
+        if lost:  # Redis lost them (restart, flush): allocate again with the values
+            again = await self._allocate(scope, [items[i] for i in lost], [digests[i] for i in lost], set())
+            for i, ph in zip(lost, again):
+                result[i] = ph
+        for d, ph in zip(digests, result):
+            self._known[(scope, d)] = (ph, now)
+            self._known.move_to_end((scope, d))
+        while len(self._known) > self._known_max:
+            self._known.popitem(last=False)
+        return result
+
+    async def _allocate(self, scope: str, items: list[tuple[str, str]], digests: list[str], by_digest: set[int]) -> list[str]:
         args: list[object] = [self.ttl]
-        for entity, value in items:
-            args += [entity, self.digest(value), self.fernet.encrypt(value.encode())]
-        out = await self._script(keys=[self.scope_key(key_id, conversation)], args=args)
+        for i, ((entity, value), d) in enumerate(zip(items, digests)):
+            args += [entity, d, b"" if i in by_digest else self.fernet.encrypt(value.encode())]
+        out = await self._script(keys=[scope], args=args)
         return [p.decode() if isinstance(p, bytes) else p for p in out]
 
     async def originals(self, key_id: str, conversation: str, placeholders: list[str]) -> dict[str, str]:

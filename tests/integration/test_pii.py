@@ -392,3 +392,32 @@ def test_a_custom_recognizer_added_by_a_policy_edit_works_after_reload(redis_ser
     finally:
         g.stop()
         s.stop()
+
+
+@pytest.mark.redis_server
+def test_vault_sends_known_values_by_digest_and_recovers_when_redis_lost_them(redis_server):
+    """Later turns send values the process already placed by digest only; if Redis lost the
+    scope meanwhile (restart, flush), the values are sent again and restore still works."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+    from cryptography.fernet import Fernet
+
+    from guardrails.pii.vault import Vault
+
+    async def run() -> None:
+        client = aioredis.from_url(redis_server.url)
+        vault = Vault(client, f"mg-test-{time.time_ns()}:", Fernet.generate_key(), ttl_seconds=60)
+        items = [("PERSON", "Zsófia Kertész"), ("EMAIL_ADDRESS", "z.k@example.net")]
+        first = await vault.placeholders("key", "conv", items)
+        again = await vault.placeholders("key", "conv", items + [("PERSON", "Ola Nordmann")])
+        assert again[:2] == first and again[2] == "<PERSON_2>"
+        await client.delete(vault.scope_key("key", "conv"))  # only this test's own key
+        after = await vault.placeholders("key", "conv", items)
+        assert sorted(after) == sorted(first)  # numbered afresh, same shape
+        restored = await vault.originals("key", "conv", after)
+        assert restored == {after[0]: "Zsófia Kertész", after[1]: "z.k@example.net"}
+        await client.delete(vault.scope_key("key", "conv"))
+        await client.aclose()
+
+    asyncio.run(run())
