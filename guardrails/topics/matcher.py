@@ -119,8 +119,8 @@ class TopicMatcher:
         assert self.encode is not None
         sentences = [x.strip() for x in _SENTENCE.split(text) if len(x.split()) >= MIN_UNIT_WORDS]
         units = sentences[:MAX_UNITS] if len(sentences) > 1 else [text]
-        # The int8 encoder packs all units into one call (each attends only to itself); padding
-        # them into a batch instead shifted int8 embeddings and was no faster on 2 cores.
+        # Encoders with encode_many embed all units in one call (USE: one batch; int8 MiniLM: one
+        # packed row, each unit attending only to itself).
         many = getattr(getattr(self.encode, "__self__", None), "encode_many", None)
         if many is not None and len(units) > 1:
             return many(units)

@@ -30,3 +30,18 @@ def test_units_packed_into_one_call_are_encoded_as_if_alone():
     assert packed.shape == (len(texts), 384)
     assert (packed * alone).sum(1).min() > 0.98
     assert np.allclose(packed[: len(TEXTS)], packed[len(TEXTS): 2 * len(TEXTS)], atol=0.02)
+
+
+def test_multilingual_encoder_puts_a_question_and_its_translation_together():
+    """The default topic encoder (USE multilingual v3): a Spanish or French question lands next
+    to its English original and away from an unrelated one; a batch equals single calls."""
+    from guardrails.topics.use_encoder import UseMultilingual
+    use = UseMultilingual()
+    en, es, fr = (use.encode(t) for t in ("Which medicine should I take for a high fever?",
+                                          "¿Qué medicamento debo tomar para la fiebre alta?",
+                                          "Quel médicament prendre contre une forte fièvre ?"))
+    other = use.encode("How do I export my invoices to a spreadsheet?")
+    assert en.shape == (512,) and abs(float(np.linalg.norm(en)) - 1.0) < 1e-3
+    assert es @ en > es @ other + 0.2 and fr @ en > fr @ other + 0.2
+    batch = use.encode_many(TEXTS)
+    assert batch.shape == (4, 512) and (batch * np.stack([use.encode(t) for t in TEXTS])).sum(1).min() > 0.999
