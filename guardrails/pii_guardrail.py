@@ -16,7 +16,8 @@ from typing import Any, Callable
 from proxy import errors
 
 from .base import Decision, GuardContext
-from .pii.analyzer import AnalysisFailed, PiiAnalyzer, Span, propagate_names
+from .pii.analyzer import AnalysisFailed, PiiAnalyzer
+from .pii.structure import Span, propagate_names
 from .pii.placeholders import PLACEHOLDER, StreamRestorer
 from .pii.vault import Vault
 from policies.store import PolicyStore

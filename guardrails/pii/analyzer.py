@@ -16,8 +16,7 @@ import logging
 import re
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import orjson
 from presidio_analyzer import Pattern, PatternRecognizer
@@ -26,34 +25,9 @@ from policies.models import CustomRecognizer
 from proxy.metrics import METRICS
 
 from .gazetteer import TECH_TERMS, english_verbs
+from .structure import NAME_PARTICLES, Span, address_block_lines, list_mates, name_lines, trim_person, with_house_number
 
 log = logging.getLogger("mixguard.pii")
-
-
-_NAME_PARTICLES = {"van", "von", "der", "den", "de", "del", "della", "di", "da", "dos", "das", "du", "la", "le",
-                   "bin", "binti", "ibn", "al", "el", "ter", "ten", "zu", "y", "e", "st."}
-
-
-def _trim_person(text: str, start: int, end: int) -> tuple[int, int]:
-    """Cut a PERSON span to its name: the small model often runs a name into the next line or a
-    house number ("Helena Carlsen\\n\\n637"). Keeps the first line with letters, without
-    leading or trailing words that carry digits."""
-    seg = text[start:end]
-    offset = 0
-    for line in seg.split("\n"):
-        if any(c.isalpha() for c in line):
-            offset = seg.index(line) if line else 0
-            seg = line
-            break
-        offset += len(line) + 1
-    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", seg)]
-    while words and any(c.isdigit() for c in seg[words[-1][0]:words[-1][1]]):
-        words.pop()
-    while words and any(c.isdigit() for c in seg[words[0][0]:words[0][1]]):
-        words.pop(0)
-    if not words:
-        return start, start
-    return start + offset + words[0][0], start + offset + words[-1][1]
 
 
 _UNIT_AFTER_NUMBER = re.compile(r"\d[ \t]?(?:[KMGTP]i?B|[KMG]Hz|GW|MW|kW)$")  # searched up to the span's end
@@ -114,136 +88,8 @@ def split_chunks(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLA
     return out
 
 
-_ADDRESS_LINE = re.compile(r"^[ \t]*(?:[^\w\s]+[ \t]*)?((?:[^\W\d_][^\s,]*|\d[\w-]*)(?:[ \t,]+(?:[^\W\d_][^\s,]*|\d[\w-]*)){0,5})[ \t]*$")
-_TOWN_AFTER = re.compile(r"[ \t]*,[ \t]*((?:[^\W\d_][^\W\d_'’.-]*|\d{4,6})(?:[ \t]+(?:[^\W\d_][^\W\d_'’.-]*|\d{4,6})){0,3})(?=[ \t]*(?:[,.;:!?)\n]|$))")
-
-
-def _capitalised(words: list[str]) -> bool:
-    """Capitalised words and numbers, with short particles between them ("Bystré u Policky")."""
-    return bool(words) and all(w[0].isupper() or w[0].isdigit() or w in _NAME_PARTICLES or len(w) <= 3 for w in words) \
-        and (words[0][0].isupper() or words[0][0].isdigit())
-
-
-_HOUSE_NUMBER_BEFORE = re.compile(r"(?<![\w.,-])\d{1,6}[A-Za-z]?[ \t]+$")
-
-
-def _with_house_number(text: str, street: Span) -> Span:
-    """A street span with the house number written before it ("083 254 Damvergi Street",
-    "44472 Rua …"): the recognizers start at the street's own number or name."""
-    m = _HOUSE_NUMBER_BEFORE.search(text, max(0, street.start - 10), street.start)
-    return Span(m.start(), street.end, street.entity, street.score) if m else street
-
-
-_BLANK_LINE_NEXT = re.compile(r"\n[ \t]*\n")
-
-
-def _name_lines(text: str, spans: list[Span]) -> list[Span]:
-    """PERSON spans that fill their line and are followed by a blank line: the head of an address
-    block that has no street ("Leigha Mackay\\n\\nLa Sagne\\nSwitzerland")."""
-    out = []
-    for s in spans:
-        if s.entity != "PERSON":
-            continue
-        line_start = text.rfind("\n", 0, s.start) + 1
-        line_end = text.find("\n", s.end)
-        if line_end >= 0 and not text[line_start:s.start].strip() and not text[s.end:line_end].strip() \
-                and _BLANK_LINE_NEXT.match(text, line_end):
-            out.append(s)
-    return out
-
-
-_ITEM = r"[^\W\d_][\w'’-]*(?:[ \t]+[A-Z][\w'’-]*){0,2}"
-_LIST = re.compile(rf"(?<![\w-]){_ITEM}(?:,[ \t]*{_ITEM})+,?[ \t]+(?:and|or|&)[ \t]+{_ITEM}")
-
-
-def list_mates(text: str, spans: list[Span]) -> list[Span]:
-    """Capitalised items of an enumeration ("Wiola, Ida, Maria Lopez, Victoria and Calvin") in
-    which two or more items are already names: the others are names too."""
-    out = []
-    people = [s for s in spans if s.entity == "PERSON"]
-    for m in _LIST.finditer(text):
-        # the separators become commas of the same length, so offsets stay those of the text
-        flat = re.sub(r"[ \t](?:and|or|&)[ \t]", lambda x: "," + " " * (len(x.group()) - 1), m.group())
-        items = [(m.start() + i.start() + len(i.group()) - len(i.group().lstrip()), m.start() + i.start() + len(i.group().rstrip()))
-                 for i in re.finditer(r"[^,]+", flat) if i.group().strip()]
-        if not items or not all(text[a].isupper() for a, _ in items):
-            continue
-        hits = [[p for p in people if p.start < b and a < p.end] for a, b in items]
-        if sum(bool(h) for h in hits) >= 2:
-            score = max(p.score for h in hits for p in h)
-            out += [Span(a, b, "PERSON", score) for (a, b), h in zip(items, hits) if not h]
-    return out
-
-
-def _address_block_lines(text: str, streets: list[Span], max_lines: int = 4, min_lines: int = 1) -> list[Span]:
-    """The rest of an address after a street: the town after a comma on the same line
-    ("…, Hasle", "…, COLD BLOW") and the lines below it in an address block ("Svratka",
-    "Czech Republic 45098", "??? PALMYRA"): short lines of capitalised words and numbers. NER
-    misses most small towns, all-caps names and postcodes there."""
-    out: dict[tuple[int, int], Span] = {}
-    for st in streets:
-        m = _TOWN_AFTER.match(text, st.end)
-        if m and _capitalised(m.group(1).split()):
-            out[(m.start(1), m.end(1))] = Span(m.start(1), m.end(1), "LOCATION", 0.6)
-        pos = text.find("\n", st.end)
-        block: list[Span] = []
-        for _ in range(max_lines):
-            if pos < 0:
-                break
-            start = pos + 1
-            end = text.find("\n", start)
-            end = len(text) if end < 0 else end
-            line = text[start:end]
-            if not line.strip() and end < len(text):  # a blank line inside the block
-                pos = end
-                continue
-            m = _ADDRESS_LINE.match(line)
-            words = m.group(1).replace(",", " ").split() if m else []
-            if not m or len(line) > 48 or not _capitalised(words):
-                break
-            block.append(Span(start + m.start(1), start + m.end(1), "LOCATION", 0.6))
-            pos = end if end < len(text) else -1
-        if len(block) >= min_lines:
-            out.update(((s.start, s.end), s) for s in block)
-    return list(out.values())
-
-
-def propagate_names(texts: list[str], found: list[list[Span]], threshold: Callable[[str], float]) -> list[list[Span]]:
-    """Adds every other occurrence of a detected name, in any message of the request: NER finds
-    "Luiza Costa" in one sentence and misses "Costa" two sentences on, or the same name in the
-    next message. Surnames and given names of a multi-word name count on their own."""
-    values: dict[str, Span] = {}
-    for text, spans in zip(texts, found):
-        for s in spans:
-            if s.entity != "PERSON" or s.score < threshold(s.entity):
-                continue
-            value = text[s.start:s.end]
-            parts = value.split()
-            for v in [value] + (parts if len(parts) > 1 else []):
-                if len(v) > 2 and v[0].isupper() and v.lower() not in _NAME_PARTICLES and \
-                        (v not in values or values[v].score < s.score):
-                    values[v] = s
-    if not values:
-        return found
-    rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)) + r")(?!\w)")
-    out = []
-    for text, spans in zip(texts, found):
-        extra = [Span(m.start(), m.end(), "PERSON", values[m.group()].score) for m in rx.finditer(text)
-                 if not any(s.start <= m.start() and m.end() <= s.end for s in spans)]
-        out.append(spans + extra if extra else spans)
-    return out
-
-
 class AnalysisFailed(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class Span:
-    start: int
-    end: int
-    entity: str
-    score: float
 
 
 def _luhn(digits: str) -> bool:
@@ -322,7 +168,7 @@ class PiiAnalyzer:
             start, end = r.start, r.end
             ner = (r.recognition_metadata or {}).get("recognizer_name") == "SpacyRecognizer"
             if ner and r.entity_type == "PERSON":
-                start, end = _trim_person(text, start, end)
+                start, end = trim_person(text, start, end)
                 if end <= start or self._unlikely_name(text, start, end):
                     continue
             elif ner and r.entity_type in ("LOCATION", "NRP") and (_CODE_LIKE.search(text[start:end])
@@ -331,11 +177,11 @@ class PiiAnalyzer:
             if ner and r.entity_type in ("PERSON", "LOCATION") and TECH_TERMS.issuperset(text[start:end].split()):
                 continue  # "Docker", "Pixel": the tools and products of the trade
             out.append(Span(start, end, r.entity_type, float(r.score)))
-        streets = [_with_house_number(text, x) for x in out if x.entity == "STREET_ADDRESS"]
+        streets = [with_house_number(text, x) for x in out if x.entity == "STREET_ADDRESS"]
         out = [x for x in out if x.entity != "STREET_ADDRESS"] + streets
         if entities is None or "LOCATION" in entities:
-            out += _address_block_lines(text, streets)
-            out += _address_block_lines(text, _name_lines(text, out), min_lines=2)
+            out += address_block_lines(text, streets)
+            out += address_block_lines(text, name_lines(text, out), min_lines=2)
         if entities is None or "PERSON" in entities:
             out += list_mates(text, out)
         return out
@@ -350,7 +196,7 @@ class PiiAnalyzer:
         if " " in word.strip():
             tokens = word.split()
             # "npm ERR": a lowercase token that is not a name particle (van, de, al, ...)
-            return any(t[:1].islower() and t.lower() not in _NAME_PARTICLES for t in tokens)
+            return any(t[:1].islower() and t.lower() not in NAME_PARTICLES for t in tokens)
         if len(word) > 1 and word.isupper():
             return True
         before = text[:start].rstrip()

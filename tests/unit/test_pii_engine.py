@@ -52,9 +52,9 @@ def test_code_numbers_and_versions_are_not_pii(analyzer, text):
 @pytest.mark.parametrize("span, name", [("Helena Carlsen\n\n637", "Helena Carlsen"), ("637 Helena Carlsen", "Helena Carlsen"),
                                         ("Bob 12", "Bob"), ("12\n34", "")])
 def test_a_name_run_into_the_next_line_or_a_house_number_is_trimmed_to_the_name(span, name):
-    from guardrails.pii.analyzer import _trim_person
+    from guardrails.pii.structure import trim_person
     text = "x " + span + " y"
-    start, end = _trim_person(text, 2, 2 + len(span))
+    start, end = trim_person(text, 2, 2 + len(span))
     assert text[start:end] == name
 
 
@@ -134,7 +134,7 @@ def test_blank_lines_inside_an_address_block_do_not_end_it(analyzer):
 
 
 def test_a_detected_name_is_masked_wherever_it_recurs():
-    from guardrails.pii.analyzer import Span, propagate_names
+    from guardrails.pii.structure import Span, propagate_names
     texts = ["Luiza Costa called about the order.", "Costa said yes; Luiza Costa will pay.", "no names here"]
     found_spans = [[Span(0, 11, "PERSON", 0.85)], [], []]
     out = propagate_names(texts, found_spans, lambda e: 0.6)
@@ -145,7 +145,7 @@ def test_a_detected_name_is_masked_wherever_it_recurs():
 
 
 def test_overlapping_spans_are_masked_as_their_union():
-    from guardrails.pii.analyzer import Span
+    from guardrails.pii.structure import Span
     from guardrails.pii_guardrail import _select
     spans = [Span(0, 7, "PHONE_NUMBER", 0.35), Span(4, 24, "STREET_ADDRESS", 1.0), Span(30, 35, "PERSON", 0.8)]
     assert _select(spans) == [Span(0, 24, "STREET_ADDRESS", 1.0), Span(30, 35, "PERSON", 0.8)]
