@@ -284,6 +284,11 @@ class PiiGuardrail:
         return scan
 
 
+def _word_start(text: str, cut: int) -> int:
+    """Start of the whitespace-separated word that ends right before `cut` (0 if none)."""
+    return max(text.rfind(" ", 0, cut - 1), text.rfind("\n", 0, cut - 1), text.rfind("\t", 0, cut - 1)) + 1
+
+
 def _hold_identifier_tail(text: str, limit: int = 64) -> int:
     """Where to stop releasing streamed text for the output scan.
 
@@ -291,12 +296,12 @@ def _hold_identifier_tail(text: str, limit: int = 64) -> int:
     with digits (a card, phone or IBAN split in groups) are held too, at most `limit` characters.
     Plain words are released at once.
     """
-    cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t")) + 1
+    cut = _word_start(text, len(text) + 1)
     floor = max(0, len(text) - limit)
     if cut == 0:
         return floor
     while cut > floor:
-        prev = max(text.rfind(" ", 0, cut - 1), text.rfind("\n", 0, cut - 1), text.rfind("\t", 0, cut - 1)) + 1
+        prev = _word_start(text, cut)
         group = text[prev:cut - 1]
         if group and len(group) <= 12 and any(c.isdigit() for c in group):
             cut = prev
@@ -311,7 +316,7 @@ def _hold_name_and_identifier_tail(text: str, limit: int = 64) -> int:
     cut = _hold_identifier_tail(text, limit)
     floor = max(0, len(text) - limit)
     while cut > floor:
-        prev = max(text.rfind(" ", 0, cut - 1), text.rfind("\n", 0, cut - 1), text.rfind("\t", 0, cut - 1)) + 1
+        prev = _word_start(text, cut)
         word = text[prev:cut].strip()
         if word[:1].isupper():
             cut = prev
