@@ -23,6 +23,7 @@ from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpEngineProvider
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer
 
+from .gazetteer import prime_lexicon
 from .names_places import ContextLocationRecognizer, ContextNameRecognizer, CountryRecognizer, NameGazetteerRecognizer
 
 log = logging.getLogger("mixguard.pii")
@@ -204,6 +205,7 @@ def build_analyzer(spacy_model: str = DEFAULT_SPACY_MODEL, enabled: Iterable[str
         if name not in keep and not _is_listened(nlp, name, keep):
             nlp.disable_pipe(name)
     nlp.add_pipe("mixguard_lower_lemma", last=True)
+    prime_lexicon(nlp)  # the name recognizers' English lexicon, from this pipeline's lemma tables
     registry = RecognizerRegistry()
     registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
     enabled = set(enabled)

@@ -14,6 +14,7 @@ import importlib
 import logging
 import pkgutil
 from functools import lru_cache
+from typing import Any
 
 log = logging.getLogger("mixguard.pii")
 
@@ -83,26 +84,45 @@ def country_names() -> frozenset[str]:
                               "England", "Scotland", "Wales", "Northern Ireland", "Holland", "Macedonia"})
 
 
-@lru_cache(maxsize=1)
-def _lexicon() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """(every English word, the words that are no noun only, verbs) from the spaCy model's
+_LEXICON: tuple[frozenset[str], frozenset[str], frozenset[str]] | None = None
+
+
+def prime_lexicon(nlp: Any) -> None:
+    """Take the lexicon from a spaCy pipeline that is already loaded (the analyzer's), instead of
+    loading the model a second time in every process."""
+    global _LEXICON
+    if _LEXICON is None:
+        _LEXICON = _lexicon_of(nlp)
+
+
+def _lexicon_of(nlp: Any) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(every English word, the words that are no noun only, verbs) from a spaCy pipeline's
     lemmatizer lookup tables. The noun table holds WordNet's proper nouns too ("martin",
     "cynthia"), so a name that is only a noun there may still be a name."""
     try:
-        import spacy
-
-        from .engine import DEFAULT_SPACY_MODEL
-        nlp = spacy.load(DEFAULT_SPACY_MODEL, enable=[], disable=[])
         lookups = nlp.get_pipe("lemmatizer").lookups
         index, exc = lookups.get_table("lemma_index"), lookups.get_table("lemma_exc")
-        table = {pos: set(index.get(pos, [])) | set(exc.get(pos, {})) for pos in ("noun", "verb", "adj", "adv")}
-        stop = set(nlp.Defaults.stop_words)
-        not_noun = table["verb"] | table["adj"] | table["adv"] | stop
-        return frozenset(not_noun | table["noun"]), frozenset(not_noun), frozenset(table["verb"])
     except Exception:  # a model without lookup tables: a small fallback
         verbs = frozenset({"convert", "compare", "explain", "write", "summarise", "summarize", "generate", "translate",
                            "describe", "calculate", "sort", "fix", "list", "set", "upgrade", "refund", "call", "update"})
         return verbs, verbs, verbs
+    table = {pos: set(index.get(pos, [])) | set(exc.get(pos, {})) for pos in ("noun", "verb", "adj", "adv")}
+    not_noun = table["verb"] | table["adj"] | table["adv"] | set(nlp.Defaults.stop_words)
+    return frozenset(not_noun | table["noun"]), frozenset(not_noun), frozenset(table["verb"])
+
+
+def _lexicon() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    global _LEXICON
+    if _LEXICON is None:
+        try:
+            import spacy
+
+            from .engine import DEFAULT_SPACY_MODEL
+            nlp = spacy.load(DEFAULT_SPACY_MODEL, enable=[], disable=[])
+        except Exception:  # no model: _lexicon_of falls back to a small list
+            nlp = None
+        _LEXICON = _lexicon_of(nlp)
+    return _LEXICON
 
 
 def english_words() -> frozenset[str]:

@@ -202,8 +202,7 @@ class CountryRecognizer(_LocalRecognizer):
 
     def __init__(self) -> None:
         super().__init__("LOCATION")
-        names = sorted(country_names(), key=len, reverse=True)
-        forms = {n for name in names for n in (name, name.upper())}
+        forms = {n for name in country_names() for n in (name, name.upper())}
         self._rx = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(n) for n in sorted(forms, key=len, reverse=True))
                               + r")(?![\w-])") if forms else None
 
