@@ -148,12 +148,15 @@ class OnnxMiniLM:
         encs = [self.tokenizer.encode(t).ids for t in texts]
         out = np.empty((len(encs), self.dim), np.float32)
         group: list[int] = []
-        for i in range(len(encs) + 1):
-            if group and (i == len(encs) or sum(len(encs[j]) for j in group) + len(encs[i]) > self.PACK_TOKENS):
+        size = 0
+        for i, e in enumerate(encs):
+            if group and size + len(e) > self.PACK_TOKENS:
                 out[group] = self._packed([encs[j] for j in group])
-                group = []
-            if i < len(encs):
-                group.append(i)
+                group, size = [], 0
+            group.append(i)
+            size += len(e)
+        if group:
+            out[group] = self._packed([encs[j] for j in group])
         return out
 
     def _packed(self, encs: list[list[int]]) -> np.ndarray:

