@@ -19,9 +19,10 @@ from _harness import ROOT, RedisProc, machine  # noqa: E402
 #: Types the guardrail must protect; the others in the set are reported for information.
 PROTECTED = ["PERSON", "STREET_ADDRESS", "PHONE_NUMBER", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE",
              "US_SSN", "IP_ADDRESS", "GPE"]
-#: The recognizers were tuned looking at the leaks of pii_labeled, then pii_dev; pii_heldout (same generator and
-#: templates, other seed: other names, places and numbers) was generated afterwards and never looked at.
-SETS = {"pii_labeled": "tuning set", "pii_dev": "second tuning set, seed 11", "pii_heldout": "held-out set, never tuned on"}
+#: The recognizers were tuned looking at the leaks of pii_labeled, then pii_dev, then pii_dev2; pii_heldout (same
+#: generator and templates, other seed: other names, places and numbers) was generated before and never looked at.
+SETS = {"pii_labeled": "tuning set", "pii_dev": "second tuning set, seed 11", "pii_dev2": "third tuning set, seed 23",
+        "pii_heldout": "held-out set, never tuned on"}
 STRUCTURED = ["CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS"]
 
 

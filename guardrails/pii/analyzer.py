@@ -24,8 +24,9 @@ from presidio_analyzer import Pattern, PatternRecognizer
 from policies.models import CustomRecognizer
 from proxy.metrics import METRICS
 
-from .gazetteer import TECH_TERMS, english_verbs
-from .structure import NAME_PARTICLES, Span, address_block_lines, list_mates, name_lines, trim_person, with_house_number
+from .gazetteer import TECH_TERMS, english_verbs, person_names
+from .structure import (NAME_PARTICLES, Span, address_block_lines, lines_above_country, list_mates, name_lines, trim_person,
+                        with_house_number)
 
 log = logging.getLogger("mixguard.pii")
 
@@ -182,6 +183,7 @@ class PiiAnalyzer:
         if entities is None or "LOCATION" in entities:
             out += address_block_lines(text, streets)
             out += address_block_lines(text, name_lines(text, out), min_lines=2)
+            out += lines_above_country(text, out)
         if entities is None or "PERSON" in entities:
             out += list_mates(text, out)
         return out
@@ -201,7 +203,8 @@ class PiiAnalyzer:
             return True
         before = text[:start].rstrip()
         initial = not before or (before[-1] in ".!?:\n" and not _TITLE_BEFORE.search(before))
-        return initial and word.lower() in english_verbs()
+        label = text[end:end + 1] == ":" and word in person_names()  # "Mark: Remember me?": a speaker, not the verb
+        return initial and not label and word.lower() in english_verbs()
 
     def _analyze_batch(self, texts: list[str], entities: list[str] | None) -> list[list[Span]]:
         return [self.analyze_sync(t, entities) for t in texts]

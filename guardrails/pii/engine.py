@@ -24,7 +24,8 @@ from presidio_analyzer.nlp_engine import NlpEngineProvider
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer
 
 from .gazetteer import prime_lexicon
-from .names_places import ContextLocationRecognizer, ContextNameRecognizer, CountryRecognizer, NameGazetteerRecognizer
+from .names_places import (ContextLocationRecognizer, ContextNameRecognizer, ContextStreetRecognizer, CountryRecognizer,
+                           NameGazetteerRecognizer)
 
 log = logging.getLogger("mixguard.pii")
 
@@ -215,7 +216,8 @@ def build_analyzer(spacy_model: str = DEFAULT_SPACY_MODEL, enabled: Iterable[str
         if name in enabled:
             registry.add_recognizer(cls())
     registry.add_recognizer(_street_address_recognizer())
-    for recognizer in (ContextNameRecognizer(), NameGazetteerRecognizer(), CountryRecognizer(), ContextLocationRecognizer()):
+    for recognizer in (ContextNameRecognizer(), NameGazetteerRecognizer(), CountryRecognizer(), ContextLocationRecognizer(),
+                       ContextStreetRecognizer()):
         registry.add_recognizer(recognizer)
     if "PhoneRecognizer" in enabled:
         registry.add_recognizer(GenericPhoneRecognizer())

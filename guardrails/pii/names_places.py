@@ -57,7 +57,7 @@ class ContextNameRecognizer(_LocalRecognizer):
 
     CUES = (r"(?:\b(?:[Mm]y name is|[Mm]y name's|[Cc]alls? me|I am|I'm|[Dd]irected [Bb]y|[Ww]ritten [Bb]y|"
             r"[Ss]igned|[Ff]ollow up with|[Ss]aid|[Aa]sked|[Rr]eplied|[Tt]old|[Ss]houted at|[Ww]rote to|[Mm]arried|"
-            r"(?:[Mm]aiden|[Ll]ast|[Ff]irst|[Ff]amily|[Gg]iven) name(?: is|\?|:)|[Ss]urname(?: is|\?|:)|[Nn]amed (?:him|her|them|it))"
+            r"(?:[Mm]aiden|[Ll]ast|[Ff]irst|[Ff]amily|[Gg]iven|[Yy]our|[Hh]is|[Hh]er) name(?: is|\?|:)|[Ss]urname(?: is|\?|:)|[Nn]amed (?:him|her|them|it))"
             r"[ \t]*[:,]?"
             r"|\b(?:[Nn]ame|[Ff]ull [Nn]ame|[Cc]ustomer|[Pp]atient|[Cc]ontact|[Aa]ttn|[Bb]eneficiary|[Aa]uthor)[ \t]*:"
             r"|\b(?i:dr|mr|mrs|ms|mx|prof)\.?)[ \t]+")
@@ -76,9 +76,15 @@ class ContextNameRecognizer(_LocalRecognizer):
         self._possessive = re.compile(rf"\b({NAME_WORD})['’]s[ \t]+(?:{_PERSONAL_NOUNS})\b")
         # "my kid Korneliusz", "her colleague Anouk": a kinship or work-relation word before a name.
         self._relation = re.compile(rf"\b(?i:my|his|her|our|their|your)[ \t]+(?:{_RELATIONS})(?:[ \t]+(?:named|called))?[ \t]+({_NAME})")
-        # "Veronica is …", "Jones began …": a known name opening a sentence, then a verb.
+        # "Veronica is …", "Jones began …": a known name opening a sentence, then a verb; "Leonida
+        # lives on …", "Yuito Deguchi will be talking …": one or two words that are no English
+        # word, then a verb that only people do.
         self._opening = re.compile(rf"(?:^|(?<=[.!?\n\"“])[ \t]*)({NAME_WORD})[ \t]+(?=(?:is|was|has|had|began|said|says|"
                                    rf"lives|lived|works|worked|wants|called|asked|told|spent|went|moved)\b)", re.MULTILINE)
+        self._opening_unknown = re.compile(
+            rf"(?:^|(?<=[.!?\n\"“])[ \t]*)({NAME_WORD}(?:[ \t]+{NAME_WORD})?)[ \t]+(?=(?:began (?:writing|studying|singing|painting|acting|teaching|his|her)|said|says|lives|lived|"
+            rf"works for|worked for|wants|asked|told|spent|moved|grew up|was born|is from|was from|comes from|"
+            rf"will be (?:talking|speaking|presenting|joining)|is a \d+[ -]year)\b)", re.MULTILINE)
         # Dialogue: a line that opens with a one-word label ("Alette: …") in a text with two or more.
         self._label = re.compile(rf"^[ \t]*({NAME_WORD})[ \t]*:", re.MULTILINE)
         # "Mimount Y Bijster": a middle initial between two words that are no English words.
@@ -86,6 +92,7 @@ class ContextNameRecognizer(_LocalRecognizer):
         self.names = person_names()
         self.words = english_words()
         self.common = common_words()
+        self.countries = country_names()
         self._block = re.compile(rf"^[ \t]*({NAME_WORD}(?:[ \t]+(?:[A-Z]\.?[ \t]+)?{NAME_WORD}){{1,3}})[ \t]*\n(?:[ \t]*\n)?"
                                  r"[ \t]*\d{1,6}[ \t]+\S", re.MULTILINE)
 
@@ -107,12 +114,20 @@ class ContextNameRecognizer(_LocalRecognizer):
             w = m.group(1)
             if w in self.names and w.lower() not in self.common and w not in TECH_TERMS:
                 out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
-        labels = [m for m in self._label.finditer(text)]
+        for m in self._opening_unknown.finditer(text):
+            words = m.group(1).split()
+            if all(w.lower() not in self.words and w not in TECH_TERMS and w not in _ORG_WORDS and w not in self.countries
+                   for w in words):
+                out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
+        # A label counts when it is no English word, or a known name ("Mark: …") in a dialogue
+        # where another label is a name too (not "Note: …", "Answer: …").
+        labels = [m for m in self._label.finditer(text)
+                  if m.group(1) not in TECH_TERMS and not any(c.isupper() for c in m.group(1)[1:])]
+        foreign = [m for m in labels if m.group(1).lower() not in self.words]
+        known = [m for m in labels if m.group(1) in self.names]
         if len(labels) >= 2:
-            for m in labels:
-                w = m.group(1)
-                if w.lower() not in self.words and w not in TECH_TERMS and not any(c.isupper() for c in w[1:]):
-                    out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
+            for m in foreign + (known if len({x.group(1) for x in known}) >= 2 else []):
+                out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
         for m in self._possessive.finditer(text):
             if m.group(1) not in TECH_TERMS and m.group(1).lower() not in self.common:
                 out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
@@ -226,6 +241,8 @@ class ContextLocationRecognizer(_LocalRecognizer):
             r"|(?:I'm|I am|[Ww]e're|[Ww]e are|[Hh]e's|[Ss]he's|[Cc]urrently)[ \t]+in"
             r"|[Hh]ome ?town(?:[ \t]+of)?|[Hh]ome city(?:[ \t]+of)?|[Cc]ity of|[Tt]own of|[Vv]illage of|[Ss]uburb of|[Uu]niversity of"
             r"|[Oo]riginally[ \t]+from|[Cc]oming[ \t]+from|[Hh]ails[ \t]+from"
+            r"|(?:[Rr]eturned|[Tt]ravell?ed|[Ww]ent back|[Cc]ame back)[ \t]+to|[Vv]isit(?:ed|ing)"
+            r"|(?:[Ss]treet|[Rr]oad|[Aa]venue)[ \t]+in|(?:Inc\.?|Ltd\.?|LLC|PLC|[Pp]lc|Corp\.?|Corporation|GmbH)[ \t]+in"
             r"|(?:^|(?<=\n))[ \t]*(?:Where|Location|City|Town|Hometown|Place of birth|Birthplace|Venue)[ \t]*:)"
             rf"[ \t]+({_PLACE})")
 
@@ -251,4 +268,36 @@ class ContextLocationRecognizer(_LocalRecognizer):
         for m in self._postcode.finditer(text):
             g = 1 if m.group(1) else 2
             out.append(RecognizerResult("LOCATION", m.start(g), m.end(g), 0.65))
+        return out
+
+
+_HOUSE = r"\d{1,5}[A-Za-z]?"
+_STREET_RUN = rf"(?:[A-Z]\.?[ \t]+)?{NAME_WORD}(?:[ \t]+(?:{NAME_WORD}|[a-zà-ž]{{2,12}}(?=[ \t]+(?:{NAME_WORD}|\d)))){{0,3}}"
+
+
+class ContextStreetRecognizer(_LocalRecognizer):
+    """Streets written without a street word, after words that announce an address: "lives on
+    Gartnervænget 37", "the north side of Příční 1429", "the bus station is on 110 Kontomari",
+    "refers to Trg revolucije 91 street". The pattern recognizers need a street word or a
+    house number on both sides; here the cue stands in for them, and a run made only of English
+    words ("is on Windows 10", "meet at Gate 4") does not count."""
+
+    _RX = re.compile(
+        r"\b(?:(?:[Ll]ives?|[Ll]iving|[Ll]ived|[Ss]tay(?:s|ing)?|[Ll]ocated|[Ss]ituated|is|are|[Mm]eet(?:[ \t]+me)?|"
+        r"[Rr]eturn(?:ed)?|[Dd]eliver(?:ed)?|[Ss]end|[Ss]ent|[Ss]hip(?:ped)?)[ \t]+(?:on|at|to)|[Ss]ide[ \t]+of|"
+        r"[Cc]orner[ \t]+of|[Rr]efers[ \t]+to)[ \t]+"
+        rf"((?:{_HOUSE}[ \t]+)?{_STREET_RUN}[ \t]+{_HOUSE}(?![\w.,:/-]?\d)|{_HOUSE}[ \t]+{_STREET_RUN})(?![\w-])")
+
+    def __init__(self) -> None:
+        super().__init__("STREET_ADDRESS")
+        self.words = english_words()
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+        out = []
+        for m in self._RX.finditer(text):
+            words = [w for w in m.group(1).split() if not w[0].isdigit() and len(w.rstrip(".")) > 1]
+            if words and any(w.lower() not in self.words for w in words) \
+                    and not _ORG_WORDS.intersection(words) and not TECH_TERMS.intersection(words) \
+                    and not CALENDAR.intersection(words):
+                out.append(RecognizerResult("STREET_ADDRESS", m.start(1), m.end(1), 0.6))
         return out

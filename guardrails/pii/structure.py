@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from .gazetteer import TECH_TERMS, country_names, english_words
+
 
 @dataclass(frozen=True)
 class Span:
@@ -101,6 +103,43 @@ def list_mates(text: str, spans: list[Span]) -> list[Span]:
         if sum(bool(h) for h in hits) >= 2:
             score = max(p.score for h in hits for p in h)
             out += [Span(a, b, "PERSON", score) for (a, b), h in zip(items, hits) if not h]
+    # "Hobbs and Tom Baker were …": one word beside a name, that is no English word
+    for p in people:
+        for m in (_PAIR_BEFORE.search(text, max(0, p.start - 40), p.start), _PAIR_AFTER.match(text, p.end)):
+            if m and (w := m.group(1)).lower() not in english_words() and w not in TECH_TERMS \
+                    and w not in country_names() and not any(x.start < m.end(1) and m.start(1) < x.end for x in spans):
+                out.append(Span(m.start(1), m.end(1), "PERSON", p.score))
+    return out
+
+
+_NAME_WORD = r"[A-ZÀ-ÖØ-ÞĀ-Ž][^\W\d_]{2,}"
+_PAIR_BEFORE = re.compile(rf"(?<![\w-])({_NAME_WORD})[ \t]+(?:and|&)[ \t]+$")
+_PAIR_AFTER = re.compile(rf"[ \t]+(?:and|&)[ \t]+({_NAME_WORD})(?![\w-])")
+
+
+def lines_above_country(text: str, spans: list[Span], max_lines: int = 2) -> list[Span]:
+    """The town lines above a country line of an address block ("Ilpla\nEstonia"): short lines
+    of capitalised words right above a line that holds only a country."""
+    out = []
+    countries = country_names()
+    for s in spans:
+        value = text[s.start:s.end]
+        line_start = text.rfind("\n", 0, s.start) + 1
+        line_end = text.find("\n", s.end)
+        line_end = len(text) if line_end < 0 else line_end
+        if s.entity != "LOCATION" or value not in countries or text[line_start:line_end].strip() != value:
+            continue
+        end = line_start - 1
+        for _ in range(max_lines):
+            if end <= 0:
+                break
+            start = text.rfind("\n", 0, end) + 1
+            m = _ADDRESS_LINE.match(text[start:end])
+            words = m.group(1).replace(",", " ").split() if m else []
+            if not m or end - start > 40 or not _capitalised(words) or any(x.start < end and start < x.end for x in spans):
+                break
+            out.append(Span(start + m.start(1), start + m.end(1), "LOCATION", 0.6))
+            end = start - 1
     return out
 
 
@@ -147,7 +186,7 @@ def propagate_names(texts: list[str], found: list[list[Span]], threshold: Callab
             if s.entity != "PERSON" or s.score < threshold(s.entity):
                 continue
             value = text[s.start:s.end]
-            parts = value.split()
+            parts = [re.sub(r"['’]s$", "", w) for w in value.split()]  # "Haajanen's" also finds "Haajanen"
             for v in [value] + (parts if len(parts) > 1 else []):
                 if len(v) > 2 and v[0].isupper() and v.lower() not in NAME_PARTICLES and \
                         (v not in values or values[v].score < s.score):

@@ -183,3 +183,39 @@ def test_more_address_and_phone_shapes(analyzer, text, entity, value):
 def test_a_name_line_over_prose_is_no_address_block(analyzer):
     text = "Ana Lima\n\nThanks for the report, we will look at it tomorrow and get back to you."
     assert not [v for e, v in found(analyzer, text, 0.3) if e == "LOCATION" and v.startswith("Thanks")]
+
+
+@pytest.mark.parametrize("text, entity, value", [
+    ("The parcel station is on Bjørnevænget 12", "STREET_ADDRESS", "Bjørnevænget 12"),      # a cue, no street word
+    ("She lives on the south side of Dlouhá 742.", "STREET_ADDRESS", "Dlouhá 742"),
+    ("Meet me at 18 Kalamaki tomorrow", "STREET_ADDRESS", "18 Kalamaki"),                     # number first
+    ("It happened on Ulica pobjede 7 street in VARAZDIN.", "LOCATION", "VARAZDIN"),          # all-caps town after "street in"
+    ("We returned to Szentbalázs by train.", "LOCATION", "Szentbalázs"),
+    ("He worked at Nordic Pumps Ltd in Kuopio for a year.", "LOCATION", "Kuopio"),            # a company, then its town
+    ("Rosalind Okafor\n\nPiirsalu\nEstonia", "LOCATION", "Piirsalu"),                          # the line above a country
+    ("Toivane lives on a farm near the lake.", "PERSON", "Toivane"),                          # no English word, then a verb people do
+    ("Haruto Kawaguchi will be speaking at the meetup", "PERSON", "Haruto Kawaguchi"),
+    ("What's your name? Ruby Okonkwo", "PERSON", "Ruby Okonkwo"),                             # a cue beats the tech-term rule
+    ("Will: Where were you?\nMark: At home.", "PERSON", "Mark"),                              # labels that are known names
+    ("Wendeborn and John Smith were the engineers.", "PERSON", "Wendeborn"),                  # beside a detected name
+])
+def test_streets_places_and_names_announced_by_their_context(analyzer, text, entity, value):
+    assert (entity, value) in found(analyzer, text, 0.6), found(analyzer, text, 0.6)
+
+
+@pytest.mark.parametrize("text", [
+    "Our build server is on Windows 10 and the agent on Ubuntu 22.",    # English words and tools before a number
+    "Meet me at Gate 4 after the Monday standup.",
+    "Kubernetes began rolling out the update at 9.",                    # a tool opening a sentence
+    "Note: restart the worker\nAnswer: it worked",                       # labels that are no names
+    "Python and Go are both fine here.",
+])
+def test_context_rules_leave_versions_gates_tools_and_notes_alone(analyzer, text):
+    assert not {e for e, _ in found(analyzer, text, 0.6)} & {"PERSON", "LOCATION", "STREET_ADDRESS"}, found(analyzer, text, 0.6)
+
+
+def test_a_possessive_name_is_also_found_without_its_s():
+    from guardrails.pii.structure import Span, propagate_names
+    texts = ["the verses from Elin Haapasalo's tales. Nobody beats early Haapasalo."]
+    out = propagate_names(texts, [[Span(16, 33, "PERSON", 0.85)]], lambda e: 0.6)
+    assert "Haapasalo" in {texts[0][s.start:s.end] for s in out[0]}
