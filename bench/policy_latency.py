@@ -85,32 +85,30 @@ def main() -> int:
     if hasattr(enc, "encode_many"):  # all sentences in one call vs one call per sentence, interleaved
         import re
         units = [u for u in re.split(r"(?<=[.!?;:])\s+", prompt(500)) if len(u.split()) >= 4]
-        packed, each = [], []
-        for i in range(100):
-            s = time.perf_counter()
-            enc.encode_many(units)
-            packed.append((time.perf_counter() - s) * 1000)
-            s = time.perf_counter()
-            [enc.encode(u) for u in units]
-            each.append((time.perf_counter() - s) * 1000)
+        packed, each = interleaved(lambda: enc.encode_many(units), lambda: [enc.encode(u) for u in units])
         print(f"{len(units)} sentences of 500 chars: all in one call p50 {pct(packed, 50):.2f} ms, one call each "
               f"p50 {pct(each, 50):.2f} ms (ratio {pct(each, 50) / pct(packed, 50):.2f}x, same run)")
         slow = shared_embedder(backend="numpy", model=args.model)
-        if type(slow) is not type(enc):  # the numpy fallback of the same model, interleaved
-            a, b = [], []
-            for i in range(100):
-                s = time.perf_counter()
-                enc.encode_many(units)
-                a.append((time.perf_counter() - s) * 1000)
-                s = time.perf_counter()
-                slow.encode_many(units) if hasattr(slow, "encode_many") else [slow.encode(u) for u in units]
-                b.append((time.perf_counter() - s) * 1000)
+        if type(slow) is not type(enc):  # the numpy fallback of the same model
+            a, b = interleaved(lambda: enc.encode_many(units), lambda: slow.encode_many(units) if hasattr(slow, "encode_many")
+                               else [slow.encode(u) for u in units])
             print(f"{len(units)} sentences of 500 chars: {type(enc).__name__} p50 {pct(a, 50):.2f} ms, numpy fallback "
                   f"{type(slow).__name__} p50 {pct(b, 50):.2f} ms (ratio {pct(b, 50) / pct(a, 50):.2f}x, same run)")
     p50 = pct(results[("support", 500)], 50)
     print(f"topic check at 500 chars: p50 {p50:.2f} ms (target <= 5 ms): {'met' if p50 <= 5 else 'NOT met'}")
     pipeline_cost(args.n, d)
     return 0
+
+
+def interleaved(first, second, n: int = 100) -> tuple[list[float], list[float]]:
+    """Milliseconds of n calls of each, alternating, so machine noise hits both alike."""
+    a, b = [], []
+    for _ in range(n):
+        for f, out in ((first, a), (second, b)):
+            s = time.perf_counter()
+            f()
+            out.append((time.perf_counter() - s) * 1000)
+    return a, b
 
 
 def pipeline_cost(n: int, d: Path) -> None:
