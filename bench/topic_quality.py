@@ -23,7 +23,7 @@ def main() -> int:
     ap.add_argument("--policy", default=str(ROOT / "policies" / "support.yaml"))
     ap.add_argument("--data", action="append",
                     help="labeled JSONL (default: topics_labeled.jsonl, used to write the policy's examples, "
-                         "then topics_heldout.jsonl and topics_heldout2.jsonl, written afterwards and never tuned on)")
+                         "then topics_heldout*.jsonl, written afterwards; see tests/data/README.md for which were tuned on)")
     ap.add_argument("--show-errors", action="store_true")
     ap.add_argument("--model", default="auto", choices=["auto", "use-multilingual", "minilm"], help="topic encoder")
     ap.add_argument("--backend", default="auto", choices=["auto", "onnx", "numpy"], help="encoder runtime")
@@ -40,7 +40,7 @@ def main() -> int:
     t0 = time.perf_counter()
     matcher = TopicMatcher(lp.policy.topics, enc)
     prep = time.perf_counter() - t0
-    datasets = args.data or [str(ROOT / "tests" / "data" / f"topics_{n}.jsonl") for n in ("labeled", "heldout", "heldout2")]
+    datasets = args.data or [str(ROOT / "tests" / "data" / f"topics_{n}.jsonl") for n in ("labeled", "heldout", "heldout2", "heldout3")]
     for path in datasets:
         print(f"\n===== {Path(path).name}")
         report(lp, enc, matcher, prep, [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()],
