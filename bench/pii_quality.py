@@ -22,7 +22,7 @@ PROTECTED = ["PERSON", "STREET_ADDRESS", "PHONE_NUMBER", "EMAIL_ADDRESS", "CREDI
 #: The recognizers were tuned looking at the leaks of pii_labeled, then pii_dev, then pii_dev2; pii_heldout (same
 #: generator and templates, other seed: other names, places and numbers) was generated before and never looked at.
 SETS = {"pii_labeled": "tuning set", "pii_dev": "second tuning set, seed 11", "pii_dev2": "third tuning set, seed 23",
-        "pii_heldout": "held-out set, never tuned on"}
+        "pii_heldout": "held-out set, never tuned on", "pii_heldout2": "second held-out set, seed 31, never tuned on"}
 STRUCTURED = ["CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS"]
 
 
