@@ -100,10 +100,13 @@ class GenericPhoneRecognizer(PatternRecognizer):
 
     def __init__(self) -> None:
         group = r"(?:\(\d{1,5}\)[ \t]?)?\d{1,5}(?:[ \t.\-]\d{2,8}){1,4}"
+        ext = r"(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,6})?"  # an extension: "(977)888-0038x064"
         super().__init__(supported_entity="PHONE_NUMBER", name="GenericPhoneRecognizer",
                          patterns=[Pattern("intl_phone", r"(?<![\w.\-])\+\d{1,3}[ \t.\-]?" + group + r"(?![\w]|-\d)", 0.6),
-                                   Pattern("paren_phone", r"(?<![\w.\-])\(\d{1,5}\)[ \t]?\d{2,8}(?:[ \t.\-]?\d{2,8}){0,3}(?![\w]|-\d)", 0.5),
-                                   Pattern("grouped_phone", r"(?<![\w.\-])\d{2,5}(?:[ \t.\-]\d{2,8}){1,4}(?![\w]|-\d)", 0.35),
+                                   Pattern("paren_phone", r"(?<![\w.\-])\(\d{1,5}\)[ \t]?\d{2,8}(?:[ \t.\-]?\d{2,8}){0,3}" + ext + r"(?![\w]|-\d)", 0.5),
+                                   # a bare number labelled after it, as in a signature block ("4780505179 mobile")
+                                   Pattern("labelled_phone", r"(?<![\w.\-])\+?\d{7,14}(?=[ \t]*(?:mobile|cell|fax|office|phone|tel|home|work)\b)", 0.5),
+                                   Pattern("grouped_phone", r"(?<![\w.\-])\d{2,5}(?:[ \t.\-]\d{2,8}){1,4}" + ext + r"(?![\w]|-\d)", 0.35),
                                    Pattern("e164_phone", r"(?<![\w.\-])\+[1-9]\d{7,14}(?![\w]|-\d)", 0.6),
                                    # Short local numbers count only with a context word before them ("Phone: 439 4166").
                                    Pattern("local_phone", r"(?<![\w.\-])\d{2,4}(?:[ \t.\-]\d{2,4}){1,2}(?![\w\-])", 0.05)],

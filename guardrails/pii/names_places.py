@@ -35,9 +35,9 @@ _PERSONAL_NOUNS = ("address|phone|number|email|e-mail|birthday|account|card|pass
                    "daughter|kid|kids|child|children|mother|father|mom|mum|dad|brother|sister|boss|manager|doctor")
 
 #: Family-name endings of languages whose names the gazetteer holds few of ("Blinova",
-#: "Kvapilová", "Jóhannsdóttir", "Shervashidze").
+#: "Kvapilová", "Jóhannsdóttir", "Shervashidze", "Ivanković").
 _SURNAME_ENDING = re.compile(r"(?:ov|ova|ová|ev|eva|ovich|evich|ovna|evna|enko|shvili|dze|oglu|oğlu|ski|ska|"
-                             r"sky|cki|cka|czyk|wicz|dóttir|dottir|sson|poulos|opoulou|akis|escu|yan|ian)$")
+                             r"sky|cki|cka|czyk|wicz|ović|ević|ić|dóttir|dottir|sson|poulos|opoulou|akis|escu|yan|ian)$")
 
 
 class _LocalRecognizer(EntityRecognizer):

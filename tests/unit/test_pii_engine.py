@@ -169,6 +169,9 @@ def test_labels_and_lists_of_tools_are_not_names(analyzer):
 
 @pytest.mark.parametrize("text, entity, value", [
     ("42-51-49-67-Office\n781-618-4959-Fax", "PHONE_NUMBER", "42-51-49-67"),            # a label glued on with '-'
+    ("Fax: (311)555-0147x208", "PHONE_NUMBER", "(311)555-0147x208"),                   # with an extension
+    ("Jan Novak\n6125550199 mobile", "PHONE_NUMBER", "6125550199"),                     # bare, labelled after it
+    ("Please add Dragana Petrović as a second contact", "PERSON", "Dragana Petrović"),    # a South Slavic family name
     ("The restaurant is at 445 Callejón de Postas 34", "STREET_ADDRESS", "445 Callejón de Postas 34"),
     ("Stop at Ingelbrecht Knudssøns gate 222 please", "STREET_ADDRESS", "Ingelbrecht Knudssøns gate 222"),
     ("The title refers to Avda. Rio Nalon 20 street", "STREET_ADDRESS", "Avda. Rio Nalon 20"),
@@ -209,9 +212,11 @@ def test_streets_places_and_names_announced_by_their_context(analyzer, text, ent
     "Kubernetes began rolling out the update at 9.",                    # a tool opening a sentence
     "Note: restart the worker\nAnswer: it worked",                       # labels that are no names
     "Python and Go are both fine here.",
+    "Order 6125550199 shipped on Monday.",                              # a bare number with no phone label
 ])
 def test_context_rules_leave_versions_gates_tools_and_notes_alone(analyzer, text):
-    assert not {e for e, _ in found(analyzer, text, 0.6)} & {"PERSON", "LOCATION", "STREET_ADDRESS"}, found(analyzer, text, 0.6)
+    assert not {e for e, _ in found(analyzer, text, 0.6)} & {"PERSON", "LOCATION", "STREET_ADDRESS", "PHONE_NUMBER"}, \
+        found(analyzer, text, 0.6)
 
 
 def test_a_possessive_name_is_also_found_without_its_s():
