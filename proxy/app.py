@@ -6,6 +6,7 @@ One request walks: edge middleware (request id, metrics) → auth → body check
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import time
@@ -34,6 +35,7 @@ from .edge import EdgeMiddleware
 from .metrics import METRICS
 from .redis_store import RedisHandle
 from .refusals import chunks_of, refusal_completion, refusal_stream
+from .response_cache import CacheControl, ResponseCache, cacheable
 from .residency import residency_gate
 from .routing import RouteResult, Router
 from .settings import GatewayConfig
@@ -74,6 +76,12 @@ class Gateway:
             self.audit = AuditWriter(self.audit_key, ms.redis_prefix, os.path.expanduser(ms.audit.spool_path),
                                      ms.audit.retention_records)
         self.admin_session = os.urandom(32)
+        rc = ms.response_cache
+        # Cache keys are HMACs under a key derived from the audit key, so replicas that share it
+        # (and Redis) share the cache, and a key tells nothing about the prompt.
+        self.cache = ResponseCache(ms.redis_prefix, rc.ttl_s, rc.max_bytes,
+                                   hmac.new(self.audit_key, b"mixguard response cache", "sha256").digest()) \
+            if rc.enabled else None
         self._contracts: dict[tuple[str, str], ContractChecker] = {}
         self._tasks: list[asyncio.Task] = []
         for k in ms.api_keys:
@@ -91,6 +99,8 @@ class Gateway:
                 bind(self.redis.client)
         if self.audit is not None:
             self.audit.start(self.redis.client)
+        if self.cache is not None:
+            self.cache.bind_redis(self.redis.client)
         if self.config.mixguard.policy_reload_interval_s > 0:
             self._tasks.append(asyncio.get_running_loop().create_task(self._watch_policies()))
         if not len(self.keys):
@@ -227,6 +237,7 @@ class Gateway:
     async def _complete(self, request: Request, kind: str) -> Response:
         draft = self._draft(request, kind)
         principal, body, lp = await self._begin(request, draft)
+        control = CacheControl.pop_from(body)  # LiteLLM's per-request cache controls; never forwarded
         model = validation.chat(body) if kind == "chat" else validation.completions(body)
         request.scope["state"]["model"] = draft.model = model
         draft.stream = bool(body.get("stream"))
@@ -251,19 +262,21 @@ class Gateway:
             ctx.backend = start.result.backend.id
             return StreamingResponse(self._sse_body(ctx, kind, model, start, draft, checker),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
-        data = await self._request_with_contract(request, ctx, kind, model, body, draft, checker, gate)
-        self._count_tokens(model, ctx.backend or "", data.get("usage"))
+        data = await self._request_with_contract(request, ctx, kind, model, body, draft, checker, gate, control)
+        if draft.cache != "hit":  # a replayed answer cost the backend no tokens
+            self._count_tokens(model, ctx.backend or "", data.get("usage"))
         return _json(data)
 
     async def _request_with_contract(self, request: Request, ctx: GuardContext, kind: str, model: str,
                                      body: dict[str, Any], draft: AuditDraft, checker: ContractChecker | None,
-                                     gate: Any) -> dict[str, Any]:
-        """One backend call, or (with a schema contract) up to 1 + max_retries calls with re-asks."""
+                                     gate: Any, control: CacheControl = CacheControl()) -> dict[str, Any]:
+        """One backend call (or a cached answer), or (with a schema contract) up to 1 + max_retries
+        calls with re-asks."""
         tries = 1 + (checker.contract.max_retries if checker is not None and checker.contract.mode == "enforce" else 0)
+        cache_key = self.cache.key(ctx.key_id, draft.policy_version or "", kind, body) if self.cache else None
         for attempt in range(1, tries + 1):
-            data, result = await self.router.request(model, kind, body, gate)
-            self._mark(request, result, draft)
-            ctx.backend = result.backend.id
+            data, encoded = await self._answer(request, ctx, kind, model, body, draft, gate,
+                                               cache_key if attempt == 1 else None, control)
             draft.usage = data.get("usage")
             raw = _answer_texts(kind, data)
             draft.answer_parts = raw[:1]
@@ -273,11 +286,13 @@ class Gateway:
             if checker is None:
                 if kind == "chat" and self.pipeline:
                     self.pipeline.answered(ctx, shown)
+                await self._store(cache_key, encoded, draft, control)
                 return data
             violations = checker.violations(shown[0] if shown else "")
             name = f"schema.{checker.contract.name}"
             draft.schema = {"valid": not violations, "attempts": attempt, "violations": [str(v) for v in violations]}
             if not violations:
+                await self._store(cache_key, encoded, draft, control)
                 return data
             if checker.contract.mode == "monitor":
                 ctx.decisions.append(Decision("schema", name, "monitor", 1.0, "monitor", {}))
@@ -291,6 +306,32 @@ class Gateway:
             body["messages"] = [*body["messages"], {"role": "assistant", "content": raw[0] if raw else ""},
                                 {"role": "user", "content": checker.reask(violations)}]
         raise AssertionError("unreachable")
+
+    async def _answer(self, request: Request, ctx: GuardContext, kind: str, model: str, body: dict[str, Any],
+                      draft: AuditDraft, gate: Any, cache_key: str | None,
+                      control: CacheControl) -> tuple[dict[str, Any], bytes | None]:
+        """The backend's answer to the masked body, from the response cache when it holds one, and
+        its serialized form when it may be cached (taken before the output guardrails restore the
+        caller's values into it)."""
+        state = request.scope["state"]
+        if self.cache is not None and cache_key is not None:
+            hit = await self.cache.get(cache_key) if control.lookup else None
+            draft.cache = "hit" if hit else "miss"
+            state.setdefault("extra_headers", {})["x-mixguard-cache"] = draft.cache
+            if hit is not None:
+                data, backend = hit
+                state["backend"] = draft.backend = ctx.backend = backend
+                return data, None
+        data, result = await self.router.request(model, kind, body, gate)
+        self._mark(request, result, draft)
+        ctx.backend = result.backend.id
+        encoded = orjson.dumps(data) if cache_key is not None and control.store and cacheable(data) else None
+        return data, encoded
+
+    async def _store(self, cache_key: str | None, encoded: bytes | None, draft: AuditDraft, control: CacheControl) -> None:
+        if self.cache is not None and cache_key is not None and encoded is not None:  # first attempt only
+            if await self.cache.put(cache_key, encoded, draft.backend or "", control.ttl_s):
+                draft.cache = "stored"
 
     async def _check_answer(self, ctx: GuardContext, kind: str, data: dict[str, Any]) -> None:
         """Output rules on a whole answer (topic rules with check_output)."""
@@ -414,7 +455,8 @@ class Gateway:
                                                                  self._error_event),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
         data = await self._request_with_contract(request, ctx, "chat", model, chat, draft, checker, gate)
-        self._count_tokens(model, ctx.backend or "", data.get("usage"))
+        if draft.cache != "hit":
+            self._count_tokens(model, ctx.backend or "", data.get("usage"))
         return _json(responses_api.from_chat_response(data, body))
 
     # --- admin ---------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ class _Metrics:
         self.pii_analysis = Counter("mixguard_pii_analysis_total",
                                     "Texts the PII analyzer was asked about, by where the answer came from",
                                     ["source"], registry=r)
+        self.response_cache = Counter("mixguard_response_cache_total", "Response cache lookups by result (hit, miss, error)",
+                                      ["result"], registry=r)
         self.audit_records = Counter("mixguard_audit_records_total",
                                      "Audit records written, by destination (redis, spool, lost)",
                                      ["destination"], registry=r)

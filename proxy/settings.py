@@ -149,6 +149,15 @@ class AuditSettings(_Strict):
                             description="local file for records while Redis is unreachable")
 
 
+class ResponseCacheSettings(_Strict):
+    """Whole answers of identical non-streamed requests, per API key and policy version, in Redis."""
+
+    enabled: bool = Field(default=False, description="off by default, as in LiteLLM: a cached answer is "
+                                                     "replayed even for sampled (temperature > 0) requests")
+    ttl_s: int = Field(default=600, ge=1, description="lifetime of an entry; a request's cache.ttl may only shorten it")
+    max_bytes: int = Field(default=256 * 1024, ge=1024, description="larger answers are not cached")
+
+
 class MixguardSettings(_Strict):
     redis_url: str | None = Field(default=None, description="redis://host:port/db; unset starts an embedded server")
     redis_prefix: str = "mixguard:"
@@ -160,6 +169,7 @@ class MixguardSettings(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     pii: PiiSettings = Field(default_factory=PiiSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    response_cache: ResponseCacheSettings = Field(default_factory=ResponseCacheSettings)
     policy_reload_interval_s: float = Field(default=2.0, ge=0, description="0 turns the file watcher off")
     embedding_model: Literal["auto", "use-multilingual", "minilm"] = Field(
         default="auto", description="topic encoder: use-multilingual (16 languages, the default when "

@@ -69,6 +69,7 @@ class AuditDraft:
     error_code: str | None = None
     refused: bool = False
     schema: dict[str, Any] | None = None
+    cache: str | None = None  # response cache: hit, miss (not stored), stored; None when off or not looked up
     redact_answer: Callable[[str], str] | None = None
     t_end: float | None = None
     status: int = 500
@@ -114,6 +115,7 @@ class AuditDraft:
             "status": status,
             "error_code": self.error_code,
             "schema": self.schema,
+            "response_cache": self.cache,
             "usage": {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
                       "cached_tokens": cached} if usage else None,
             "prefix_cache_hit": bool(cached) if usage else None,
