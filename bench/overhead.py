@@ -3,7 +3,8 @@
     python bench/overhead.py [--requests 400] [--seconds 8] [--concurrency 32]
 
 Prints p50/p99 of direct calls to the stand-in, through mixguard (PII off, one worker; the same with
-auditing off, to price the audit record; and with the PII guardrail on, for information) and
+auditing off, to price the audit record; with the PII guardrail on, and with the response cache on
+answering the same body from Redis, for information) and
 through LiteLLM's proxy (`litellm[proxy]`, no database, one worker), the added latency of each,
 requests/s at the given concurrency, and the ratios. Also times litellm.Router.acompletion alone.
 """
@@ -73,14 +74,18 @@ def main() -> None:
     gw_noaudit = Gateway(gateway_config(primary, redis_url=redis.url,
                                         extra={"pii": {"enabled": False}, "audit": {"enabled": False}}), wait_ready=True)
     gw_pii = Gateway(gateway_config(primary, redis_url=redis.url), wait_ready=True)
-    procs = [gw, gw_noaudit, gw_pii, standin]
+    gw_cache = Gateway(gateway_config(primary, redis_url=redis.url, extra={"response_cache": {"enabled": True}}),
+                       wait_ready=True)
+    procs = [gw, gw_noaudit, gw_pii, gw_cache, standin]
     lp = None
     try:
         auth = {"Authorization": f"Bearer {Gateway.KEY}"}
         targets = {"direct (stand-in)": (f"{standin.url}/v1/chat/completions", {}),
                    "mixguard": (f"{gw.url}/v1/chat/completions", auth),
                    "mixguard audit off": (f"{gw_noaudit.url}/v1/chat/completions", auth),
-                   "mixguard+PII cached": (f"{gw_pii.url}/v1/chat/completions", auth)}
+                   "mixguard+PII cached": (f"{gw_pii.url}/v1/chat/completions", auth),
+                   # same body every time: after the first request, answered from the response cache
+                   "mixguard+PII resp-cache hit": (f"{gw_cache.url}/v1/chat/completions", auth)}
         if not args.skip_litellm:
             lp, lurl = start_litellm_proxy(standin)
             targets["litellm proxy"] = (f"{lurl}/v1/chat/completions", {"Authorization": "Bearer sk-bench"})
