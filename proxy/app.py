@@ -35,9 +35,10 @@ from .edge import EdgeMiddleware
 from .metrics import METRICS
 from .redis_store import RedisHandle
 from .refusals import chunks_of, refusal_completion, refusal_stream
-from .response_cache import CacheControl, ResponseCache, cacheable
+from .response_cache import (CacheControl, CachedBackend, ResponseCache, StreamRecorder, cacheable, replay,
+                             replayable)
 from .residency import residency_gate
-from .routing import RouteResult, Router
+from .routing import RouteResult, Router, StreamStart
 from .settings import GatewayConfig
 
 log = logging.getLogger("mixguard")
@@ -257,10 +258,14 @@ class Gateway:
             checker.prepare(body)
         gate = self._gate(ctx, lp)
         if draft.stream:
-            start = await self.router.open_stream(model, kind, body, gate)
-            self._mark(request, start.result, draft)
-            ctx.backend = start.result.backend.id
-            return StreamingResponse(self._sse_body(ctx, kind, model, start, draft, checker),
+            cache_key = self.cache.key(ctx.key_id, draft.policy_version or "", kind, body) if self.cache else None
+            start = await self._replayed_stream(request, ctx, body, draft, cache_key, control)
+            if start is None:
+                start = await self.router.open_stream(model, kind, body, gate)
+                self._mark(request, start.result, draft)
+                ctx.backend = start.result.backend.id
+            recorder = StreamRecorder(kind) if cache_key is not None and draft.cache == "miss" and control.store else None
+            return StreamingResponse(self._sse_body(ctx, kind, model, start, draft, checker, recorder, cache_key, control),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
         data = await self._request_with_contract(request, ctx, kind, model, body, draft, checker, gate, control)
         if draft.cache != "hit":  # a replayed answer cost the backend no tokens
@@ -313,20 +318,40 @@ class Gateway:
         """The backend's answer to the masked body, from the response cache when it holds one, and
         its serialized form when it may be cached (taken before the output guardrails restore the
         caller's values into it)."""
-        state = request.scope["state"]
-        if self.cache is not None and cache_key is not None:
-            hit = await self.cache.get(cache_key) if control.lookup else None
-            draft.cache = "hit" if hit else "miss"
-            state.setdefault("extra_headers", {})["x-mixguard-cache"] = draft.cache
-            if hit is not None:
-                data, backend = hit
-                state["backend"] = draft.backend = ctx.backend = backend
-                return data, None
+        hit = await self._lookup(request, ctx, draft, cache_key, control)
+        if hit is not None:
+            return hit, None
         data, result = await self.router.request(model, kind, body, gate)
         self._mark(request, result, draft)
         ctx.backend = result.backend.id
         encoded = orjson.dumps(data) if cache_key is not None and control.store and cacheable(data) else None
         return data, encoded
+
+    async def _lookup(self, request: Request, ctx: GuardContext, draft: AuditDraft, cache_key: str | None,
+                      control: CacheControl, stream: bool = False) -> dict[str, Any] | None:
+        """The cached answer for this request, if the cache is on and holds one (for a stream: one
+        it can replay); says hit or miss in a header and the audit record."""
+        if self.cache is None or cache_key is None:
+            return None
+        hit = await self.cache.get(cache_key) if control.lookup else None
+        if hit is not None and stream and not replayable(hit[0]):
+            hit = None
+        state = request.scope["state"]
+        draft.cache = "hit" if hit else "miss"
+        state.setdefault("extra_headers", {})["x-mixguard-cache"] = draft.cache
+        if hit is None:
+            return None
+        data, backend = hit
+        state["backend"] = draft.backend = ctx.backend = backend
+        return data
+
+    async def _replayed_stream(self, request: Request, ctx: GuardContext, body: dict[str, Any], draft: AuditDraft,
+                               cache_key: str | None, control: CacheControl) -> StreamStart | None:
+        data = await self._lookup(request, ctx, draft, cache_key, control, stream=True)
+        if data is None:
+            return None
+        events = replay(data, include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
+        return StreamStart(RouteResult(CachedBackend(ctx.backend or "")), await events.__anext__(), events)
 
     async def _store(self, cache_key: str | None, encoded: bytes | None, draft: AuditDraft, control: CacheControl) -> None:
         if self.cache is not None and cache_key is not None and encoded is not None:  # first attempt only
@@ -349,7 +374,8 @@ class Gateway:
                     choice["text"] = refusal
                 choice["finish_reason"] = "content_filter"
 
-    async def _events(self, ctx: GuardContext, kind: str, start: Any, draft: AuditDraft) -> AsyncIterator[dict[str, Any]]:
+    async def _events(self, ctx: GuardContext, kind: str, start: Any, draft: AuditDraft,
+                      recorder: StreamRecorder | None = None) -> AsyncIterator[dict[str, Any]]:
         async def raw() -> AsyncIterator[dict[str, Any]]:
             parts = draft.answer_parts
             ev = start.first
@@ -357,6 +383,8 @@ class Gateway:
                 for choice in ev.get("choices") or []:  # the model's (placeholder) text, for the audit record
                     if (piece := _first_piece(kind, choice)) is not None:
                         parts.append(piece)
+                if recorder is not None:  # the masked answer, for the response cache
+                    recorder.see(ev)
                 yield ev
                 try:
                     ev = await start.events.__anext__()
@@ -372,12 +400,13 @@ class Gateway:
             await start.events.aclose()
 
     async def _sse_body(self, ctx: GuardContext, kind: str, model: str, start: Any, draft: AuditDraft,
-                        checker: ContractChecker | None = None) -> AsyncIterator[bytes]:
+                        checker: ContractChecker | None = None, recorder: StreamRecorder | None = None,
+                        cache_key: str | None = None, control: CacheControl = CacheControl()) -> AsyncIterator[bytes]:
         shown: list[str] = []  # what the caller saw: for end-of-stream checks and the next turn
         end_checks = checker is not None or self.pipeline.checks_answers(ctx)
         keep = kind == "chat" and bool(self.pipeline)
         try:
-            async for ev in self._events(ctx, kind, start, draft):
+            async for ev in self._events(ctx, kind, start, draft, recorder):
                 if keep or end_checks:
                     for choice in ev.get("choices") or []:
                         if (piece := _first_piece(kind, choice)) is not None:
@@ -386,13 +415,17 @@ class Gateway:
                     draft.ttft_ms = (time.perf_counter() - draft.t0) * 1000
                 if ev.get("usage"):
                     draft.usage = ev["usage"]
-                    self._count_tokens(model, start.result.backend.id, ev["usage"])
+                    if draft.cache != "hit":
+                        self._count_tokens(model, start.result.backend.id, ev["usage"])
                 if end_checks:
                     await self._stream_end_checks(ctx, ev, shown, draft, checker)
                 yield _sse(ev)
             yield b"data: [DONE]\n\n"
             if keep:
                 self.pipeline.answered(ctx, ["".join(shown)])
+            if recorder is not None and (draft.schema is None or draft.schema["valid"]) \
+                    and (whole := recorder.completion()) is not None:
+                await self._store(cache_key, orjson.dumps(whole), draft, control)
         except (BackendError, errors.GatewayError) as exc:
             body = self._error_event(exc)
             draft.error_code = body["error"].get("code")

@@ -7,8 +7,9 @@ cache holds no more personal data than the backend saw and every caller gets the
 back. Keys are scoped by API key, policy version, endpoint and the whole masked body, and signed
 with a process key (HMAC) so they reveal nothing of the prompt; a policy change starts afresh.
 
-The cache is an optimisation: a Redis error is a miss (logged and counted), never a failed
-request. Per request, the body's `cache` object (LiteLLM's names) turns it off: `no-cache` skips
+Streams are cached too: a complete plain-text stream is stored as the whole answer it makes, and
+a stream request replays a cached plain-text answer as chunks. The cache is an optimisation: a
+Redis error is a miss (logged and counted), never a failed request. Per request, the body's `cache` object (LiteLLM's names) turns it off: `no-cache` skips
 the lookup, `no-store` skips the write, `ttl` shortens the lifetime.
 """
 from __future__ import annotations
@@ -17,11 +18,12 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, AsyncIterator
 
 import orjson
 
 from .metrics import METRICS
+from .refusals import chunks_of
 
 log = logging.getLogger("mixguard.cache")
 
@@ -96,3 +98,68 @@ def cacheable(data: dict[str, Any]) -> bool:
     """Only complete answers: every choice finished normally (not cut by length or a filter)."""
     choices = data.get("choices") or []
     return bool(choices) and all(c.get("finish_reason") in ("stop", "tool_calls") for c in choices)
+
+
+class StreamRecorder:
+    """Watches a stream's raw events (the model's masked text) and rebuilds the whole answer they
+    make, when it is one plain choice that finished with `stop`: no tool calls, no second choice."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.parts: list[str] = []
+        self.head: dict[str, Any] | None = None
+        self.finish: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.plain = True
+
+    def see(self, ev: dict[str, Any]) -> None:
+        if self.head is None:
+            self.head = {k: ev.get(k) for k in ("id", "created", "model")}
+        if ev.get("usage"):
+            self.usage = ev["usage"]
+        for c in ev.get("choices") or []:
+            delta = c.get("delta") or {}
+            if c.get("index", 0) != 0 or delta.get("tool_calls") or delta.get("function_call"):
+                self.plain = False
+            piece = delta.get("content") if self.kind == "chat" else c.get("text")
+            if isinstance(piece, str):
+                self.parts.append(piece)
+            if c.get("finish_reason"):
+                self.finish = c["finish_reason"]
+
+    def completion(self) -> dict[str, Any] | None:
+        if not self.plain or self.finish != "stop" or self.head is None:
+            return None
+        text = "".join(self.parts)
+        if self.kind == "chat":
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": "stop"}
+            obj = "chat.completion"
+        else:
+            choice, obj = {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}, "text_completion"
+        return {**self.head, "object": obj, "choices": [choice], **({"usage": self.usage} if self.usage else {})}
+
+
+@dataclass(frozen=True)
+class CachedBackend:
+    """Stands for the deployment that produced a replayed answer (only its id is read)."""
+
+    id: str
+
+
+def replayable(data: dict[str, Any]) -> bool:
+    """A cached answer a stream can replay: one choice of plain text (no tool calls)."""
+    choices = data.get("choices") or []
+    if len(choices) != 1:
+        return False
+    msg = choices[0].get("message")
+    return isinstance(choices[0].get("text"), str) if msg is None else \
+        isinstance(msg.get("content"), str) and not msg.get("tool_calls")
+
+
+async def replay(data: dict[str, Any], include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+    """A cached whole answer as the stream chunks a backend would have sent."""
+    async for chunk in chunks_of(data):
+        yield chunk
+    if include_usage and data.get("usage"):
+        yield {"id": data["id"], "object": "chat.completion.chunk" if "message" in data["choices"][0] else "text_completion",
+               "created": data["created"], "model": data["model"], "choices": [], "usage": data["usage"]}

@@ -150,7 +150,7 @@ class AuditSettings(_Strict):
 
 
 class ResponseCacheSettings(_Strict):
-    """Whole answers of identical non-streamed requests, per API key and policy version, in Redis."""
+    """Whole answers of identical requests, per API key and policy version, in Redis."""
 
     enabled: bool = Field(default=False, description="off by default, as in LiteLLM: a cached answer is "
                                                      "replayed even for sampled (temperature > 0) requests")

@@ -78,8 +78,35 @@ def test_per_request_cache_controls_and_what_is_not_cached(cached):
     cut = f"Tell me a long story about invoices ({uuid.uuid4().hex}) " * 4
     assert _ask(g, cut, max_tokens=3).parse().choices[0].finish_reason == "length"
     assert _ask(g, cut, max_tokens=3).headers["x-mixguard-cache"] == "miss"   # a cut answer is not replayed
-    stream = _ask(g, text, stream=True)
-    assert "x-mixguard-cache" not in stream.headers                   # streams go to the backend
+
+
+def _stream(g: Gateway, text: str, **kw) -> tuple[str, str, dict]:
+    """(header, text the caller read, usage) of a streamed chat completion."""
+    c = openai.OpenAI(base_url=g.url + "/v1", api_key=Gateway.KEY, max_retries=0, timeout=30)
+    raw = c.chat.completions.with_raw_response.create(model="mixtral", messages=[{"role": "user", "content": text}],
+                                                     stream=True, stream_options={"include_usage": True}, **kw)
+    pieces, usage = [], None
+    for chunk in raw.parse():
+        if chunk.usage:
+            usage = chunk.usage
+        pieces += [c.delta.content for c in chunk.choices if c.delta.content]
+    return raw.headers.get("x-mixguard-cache", ""), "".join(pieces), usage
+
+
+def test_streams_replay_cached_answers_and_complete_streams_are_stored(cached):
+    g, s, _ = cached
+    text = f"I am {PII}; list the export formats ({uuid.uuid4().hex})"
+    first = _ask(g, text)                                          # stored by a non-streamed request
+    before = s.metric("sglang:num_requests_total")
+    header, streamed, usage = _stream(g, text)
+    assert header == "hit" and streamed == first.parse().choices[0].message.content and PII in streamed
+    assert usage is not None and usage.completion_tokens == first.parse().usage.completion_tokens
+    assert s.metric("sglang:num_requests_total") == before         # replayed, not asked again
+    other = f"Which browsers are supported? ({uuid.uuid4().hex})"
+    header, streamed, _ = _stream(g, other)                        # a complete stream is stored ...
+    assert header == "miss"
+    again = _ask(g, other)                                         # ... and answers the next request
+    assert again.headers["x-mixguard-cache"] == "hit" and again.parse().choices[0].message.content == streamed == other
 
 
 def test_an_unreachable_cache_is_a_miss_not_an_error():
