@@ -33,6 +33,7 @@ from .auth import KeyStore, Principal
 from .backends import BackendError
 from .edge import EdgeMiddleware
 from .metrics import METRICS
+from .rate_limit import RateLimiter
 from .redis_store import RedisHandle
 from .refusals import chunks_of, refusal_completion, refusal_stream
 from .response_cache import (CacheControl, CachedBackend, ResponseCache, StreamRecorder, cacheable, replay,
@@ -77,6 +78,7 @@ class Gateway:
             self.audit = AuditWriter(self.audit_key, ms.redis_prefix, os.path.expanduser(ms.audit.spool_path),
                                      ms.audit.retention_records)
         self.admin_session = os.urandom(32)
+        self.limiter = RateLimiter(ms.redis_prefix, self.keys.limits) if self.keys.limits else None
         rc = ms.response_cache
         # Cache keys are HMACs under a key derived from the audit key, so replicas that share it
         # (and Redis) share the cache, and a key tells nothing about the prompt.
@@ -102,6 +104,8 @@ class Gateway:
             self.audit.start(self.redis.client)
         if self.cache is not None:
             self.cache.bind_redis(self.redis.client)
+        if self.limiter is not None:
+            self.limiter.bind_redis(self.redis.client)
         if self.config.mixguard.policy_reload_interval_s > 0:
             self._tasks.append(asyncio.get_running_loop().create_task(self._watch_policies()))
         if not len(self.keys):
@@ -169,6 +173,8 @@ class Gateway:
         draft.policy, draft.policy_version = lp.policy.name, lp.version
         draft.content, draft.truncate_chars = lp.policy.audit.content, lp.policy.audit.truncate_chars
         request.scope["state"]["extra_headers"] = {"x-mixguard-policy": f"{lp.policy.name}@{lp.version}"}
+        if self.limiter is not None:  # before the body is read or any guardrail runs
+            request.scope["state"]["extra_headers"].update(await self.limiter.admit(principal.key_id))
         if self.audit is not None and self.audit.degraded and lp.policy.audit.on_unavailable == "fail_closed":
             raise errors.AuditUnavailable("Audit store unavailable and policy "
                                           f"'{lp.policy.name}' fails closed: request refused")
@@ -218,6 +224,11 @@ class Gateway:
         cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
         if cached:
             METRICS.tokens.labels(model, backend, "cached").inc(cached)
+
+    async def _charge(self, ctx: GuardContext, usage: dict[str, Any] | None) -> None:
+        """An answer's tokens count against its key's tokens-per-minute limit."""
+        if self.limiter is not None and ctx.key_id is not None:
+            await self.limiter.charge(ctx.key_id, usage)
 
     def _error_event(self, exc: Exception) -> dict[str, Any]:
         if isinstance(exc, errors.GatewayError):
@@ -270,6 +281,7 @@ class Gateway:
         data = await self._request_with_contract(request, ctx, kind, model, body, draft, checker, gate, control)
         if draft.cache != "hit":  # a replayed answer cost the backend no tokens
             self._count_tokens(model, ctx.backend or "", data.get("usage"))
+            await self._charge(ctx, data.get("usage"))
         return _json(data)
 
     async def _request_with_contract(self, request: Request, ctx: GuardContext, kind: str, model: str,
@@ -417,6 +429,7 @@ class Gateway:
                     draft.usage = ev["usage"]
                     if draft.cache != "hit":
                         self._count_tokens(model, start.result.backend.id, ev["usage"])
+                        await self._charge(ctx, ev["usage"])
                 if end_checks:
                     await self._stream_end_checks(ctx, ev, shown, draft, checker)
                 yield _sse(ev)
@@ -490,6 +503,7 @@ class Gateway:
         data = await self._request_with_contract(request, ctx, "chat", model, chat, draft, checker, gate)
         if draft.cache != "hit":
             self._count_tokens(model, ctx.backend or "", data.get("usage"))
+            await self._charge(ctx, data.get("usage"))
         return _json(responses_api.from_chat_response(data, body))
 
     # --- admin ---------------------------------------------------------------------------------

@@ -22,9 +22,13 @@ class Principal:
 class KeyStore:
     def __init__(self, keys: list[ApiKey], admin_key: str | None = None) -> None:
         self._by_digest: dict[str, Principal] = {}
+        #: key id -> (requests, tokens) per minute, for the keys that have a limit
+        self.limits: dict[str, tuple[int | None, int | None]] = {}
         for k in keys:
             d = k.digest()
-            self._by_digest[d] = Principal(k.id or f"key-{d[:12]}", k.app, k.policy)
+            p = self._by_digest[d] = Principal(k.id or f"key-{d[:12]}", k.app, k.policy)
+            if k.rpm_limit or k.tpm_limit:
+                self.limits[p.key_id] = (k.rpm_limit, k.tpm_limit)
         self._admin_digest = hashlib.sha256(admin_key.encode()).hexdigest() if admin_key else None
 
     def __len__(self) -> int:

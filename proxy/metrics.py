@@ -27,6 +27,9 @@ class _Metrics:
                                     ["source"], registry=r)
         self.response_cache = Counter("mixguard_response_cache_total", "Response cache lookups by result (hit, miss, error)",
                                       ["result"], registry=r)
+        self.rate_limited = Counter("mixguard_rate_limited_total",
+                                    "Requests refused by a key's limit (requests, tokens), and limiter errors (error)",
+                                    ["limit"], registry=r)
         self.audit_records = Counter("mixguard_audit_records_total",
                                      "Audit records written, by destination (redis, spool, lost)",
                                      ["destination"], registry=r)

@@ -109,6 +109,8 @@ class ApiKey(_Strict):
     app: str
     policy: str = "default"
     id: str | None = Field(default=None, description="stable id for logs; defaults to the hash prefix")
+    rpm_limit: int | None = Field(default=None, ge=1, description="requests per minute (429 beyond; LiteLLM's name)")
+    tpm_limit: int | None = Field(default=None, ge=1, description="tokens (prompt + completion) per minute")
 
     @model_validator(mode="after")
     def _one_of(self) -> "ApiKey":
