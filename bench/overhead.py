@@ -3,8 +3,8 @@
     python bench/overhead.py [--requests 400] [--seconds 8] [--concurrency 32]
 
 Prints p50/p99 of direct calls to the stand-in, through mixguard (PII off, one worker; the same with
-auditing off, to price the audit record; with the PII guardrail on, and with the response cache on
-answering the same body from Redis, for information) and
+auditing off, to price the audit record; a key with rate limits, to price the limiter; with the PII
+guardrail on, and with the response cache on answering the same body from Redis, for information) and
 through LiteLLM's proxy (`litellm[proxy]`, no database, one worker), the added latency of each,
 requests/s at the given concurrency, and the ratios. Also times litellm.Router.acompletion alone.
 """
@@ -70,7 +70,11 @@ def main() -> None:
     redis = RedisProc().start()
     standin = Standin()
     primary = {"model": "openai/mixtral", "api_base": f"{standin.url}/v1"}
-    gw = Gateway(gateway_config(primary, redis_url=redis.url, extra={"pii": {"enabled": False}}), wait_ready=True)
+    cfg = gateway_config(primary, redis_url=redis.url, extra={"pii": {"enabled": False}})
+    # the same gateway, another key with (never reached) rate limits: prices the limiter's Redis call
+    cfg["mixguard"]["api_keys"].append({"key": "sk-bench-limited", "app": "bench", "id": "limited",
+                                        "rpm_limit": 10**9, "tpm_limit": 10**12})
+    gw = Gateway(cfg, wait_ready=True)
     gw_noaudit = Gateway(gateway_config(primary, redis_url=redis.url,
                                         extra={"pii": {"enabled": False}, "audit": {"enabled": False}}), wait_ready=True)
     gw_pii = Gateway(gateway_config(primary, redis_url=redis.url), wait_ready=True)
@@ -83,6 +87,7 @@ def main() -> None:
         targets = {"direct (stand-in)": (f"{standin.url}/v1/chat/completions", {}),
                    "mixguard": (f"{gw.url}/v1/chat/completions", auth),
                    "mixguard audit off": (f"{gw_noaudit.url}/v1/chat/completions", auth),
+                   "mixguard rate-limited key": (f"{gw.url}/v1/chat/completions", {"Authorization": "Bearer sk-bench-limited"}),
                    "mixguard+PII cached": (f"{gw_pii.url}/v1/chat/completions", auth),
                    # same body every time: after the first request, answered from the response cache
                    "mixguard+PII resp-cache hit": (f"{gw_cache.url}/v1/chat/completions", auth)}
@@ -114,6 +119,9 @@ def main() -> None:
         audit50 = pct(lat["mixguard"], 50) - pct(lat["mixguard audit off"], 50)
         print(f"auditing adds p50 {audit50:.3f} ms (target <= 0.3 ms); throughput with/without auditing: "
               f"{rps['mixguard'] / rps['mixguard audit off']:.2f}")
+        limit50 = pct(lat["mixguard rate-limited key"], 50) - pct(lat["mixguard"], 50)
+        print(f"rate limits (rpm + tpm) add p50 {limit50:.3f} ms; throughput with/without: "
+              f"{rps['mixguard rate-limited key'] / rps['mixguard']:.2f}")
         if not args.skip_litellm:
             r = asyncio.run(router_alone(standin, min(args.requests, 200)))
             print(f"litellm.Router.acompletion alone adds p50 {pct(r, 50) - direct:.2f} ms over direct")

@@ -225,10 +225,10 @@ class Gateway:
         if cached:
             METRICS.tokens.labels(model, backend, "cached").inc(cached)
 
-    async def _charge(self, ctx: GuardContext, usage: dict[str, Any] | None) -> None:
-        """An answer's tokens count against its key's tokens-per-minute limit."""
+    def _charge(self, ctx: GuardContext, usage: dict[str, Any] | None) -> None:
+        """An answer's tokens count against its key's tokens-per-minute limit (in the background)."""
         if self.limiter is not None and ctx.key_id is not None:
-            await self.limiter.charge(ctx.key_id, usage)
+            self.limiter.charge(ctx.key_id, usage)
 
     def _error_event(self, exc: Exception) -> dict[str, Any]:
         if isinstance(exc, errors.GatewayError):
@@ -281,7 +281,7 @@ class Gateway:
         data = await self._request_with_contract(request, ctx, kind, model, body, draft, checker, gate, control)
         if draft.cache != "hit":  # a replayed answer cost the backend no tokens
             self._count_tokens(model, ctx.backend or "", data.get("usage"))
-            await self._charge(ctx, data.get("usage"))
+            self._charge(ctx, data.get("usage"))
         return _json(data)
 
     async def _request_with_contract(self, request: Request, ctx: GuardContext, kind: str, model: str,
@@ -429,7 +429,7 @@ class Gateway:
                     draft.usage = ev["usage"]
                     if draft.cache != "hit":
                         self._count_tokens(model, start.result.backend.id, ev["usage"])
-                        await self._charge(ctx, ev["usage"])
+                        self._charge(ctx, ev["usage"])
                 if end_checks:
                     await self._stream_end_checks(ctx, ev, shown, draft, checker)
                 yield _sse(ev)
@@ -503,7 +503,7 @@ class Gateway:
         data = await self._request_with_contract(request, ctx, "chat", model, chat, draft, checker, gate)
         if draft.cache != "hit":
             self._count_tokens(model, ctx.backend or "", data.get("usage"))
-            await self._charge(ctx, data.get("usage"))
+            self._charge(ctx, data.get("usage"))
         return _json(responses_api.from_chat_response(data, body))
 
     # --- admin ---------------------------------------------------------------------------------
