@@ -4,8 +4,9 @@ Each limit is a token bucket that holds up to one minute's allowance and refills
 (limit / 60 per second), kept in one Redis hash per key and limit and updated by a Lua script with
 Redis' own clock: replicas that share Redis share the limit, there is no window boundary at which
 a client can send twice its allowance, and no lock. A request takes one unit of its key's RPM
-bucket before any guardrail runs; its tokens (from `usage`) are taken from the TPM bucket after
-the answer, so the bucket may go below zero and later requests wait until it refills.
+bucket before any guardrail runs (one Redis call checks both buckets; keys without limits make
+none); its tokens (from `usage`) are taken from the TPM bucket after the answer, in the
+background, so the bucket may go below zero and later requests wait until it refills.
 
 Redis errors fail open (the request goes on, a warning is logged and counted): a limit protects
 capacity, and an outage of the limiter must not become an outage of the gateway.
