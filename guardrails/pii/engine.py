@@ -211,7 +211,15 @@ def build_analyzer(spacy_model: str = DEFAULT_SPACY_MODEL, enabled: Iterable[str
     nlp.add_pipe("mixguard_lower_lemma", last=True)
     prime_lexicon(nlp)  # the name recognizers' English lexicon, from this pipeline's lemma tables
     registry = RecognizerRegistry()
-    registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
+    # Presidio warns once per recognizer of another language it skips (about 30 lines at every
+    # start, worker processes included); those are expected here, so they are not printed.
+    presidio_log = logging.getLogger("presidio-analyzer")
+    level = presidio_log.level
+    presidio_log.setLevel(logging.ERROR)
+    try:
+        registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
+    finally:
+        presidio_log.setLevel(level)
     enabled = set(enabled)
     replaced = {"EmailRecognizer": OfflineEmailRecognizer, "PhoneRecognizer": CandidatePhoneRecognizer}
     registry.recognizers = [r for r in registry.recognizers if r.name in enabled and r.name not in replaced]
