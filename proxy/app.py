@@ -269,7 +269,7 @@ class Gateway:
             checker.prepare(body)
         gate = self._gate(ctx, lp)
         if draft.stream:
-            cache_key = self.cache.key(ctx.key_id, draft.policy_version or "", kind, body) if self.cache else None
+            cache_key = self._cache_key(ctx, draft, kind, body)
             start = await self._replayed_stream(request, ctx, body, draft, cache_key, control)
             if start is None:
                 start = await self.router.open_stream(model, kind, body, gate)
@@ -290,7 +290,7 @@ class Gateway:
         """One backend call (or a cached answer), or (with a schema contract) up to 1 + max_retries
         calls with re-asks."""
         tries = 1 + (checker.contract.max_retries if checker is not None and checker.contract.mode == "enforce" else 0)
-        cache_key = self.cache.key(ctx.key_id, draft.policy_version or "", kind, body) if self.cache else None
+        cache_key = self._cache_key(ctx, draft, kind, body)
         for attempt in range(1, tries + 1):
             data, encoded = await self._answer(request, ctx, kind, model, body, draft, gate,
                                                cache_key if attempt == 1 else None, control)
@@ -338,6 +338,10 @@ class Gateway:
         ctx.backend = result.backend.id
         encoded = orjson.dumps(data) if cache_key is not None and control.store and cacheable(data) else None
         return data, encoded
+
+    def _cache_key(self, ctx: GuardContext, draft: AuditDraft, kind: str, body: dict[str, Any]) -> str | None:
+        """The response-cache key of a masked body (None when the cache is off)."""
+        return self.cache.key(ctx.key_id, draft.policy_version or "", kind, body) if self.cache else None
 
     async def _lookup(self, request: Request, ctx: GuardContext, draft: AuditDraft, cache_key: str | None,
                       control: CacheControl, stream: bool = False) -> dict[str, Any] | None:
@@ -437,7 +441,7 @@ class Gateway:
             if keep:
                 self.pipeline.answered(ctx, ["".join(shown)])
             if recorder is not None and (draft.schema is None or draft.schema["valid"]) \
-                    and (whole := recorder.completion()) is not None:
+                    and (whole := recorder.completion("".join(draft.answer_parts))) is not None:
                 await self._store(cache_key, orjson.dumps(whole), draft, control)
         except (BackendError, errors.GatewayError) as exc:
             body = self._error_event(exc)

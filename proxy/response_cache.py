@@ -101,12 +101,12 @@ def cacheable(data: dict[str, Any]) -> bool:
 
 
 class StreamRecorder:
-    """Watches a stream's raw events (the model's masked text) and rebuilds the whole answer they
-    make, when it is one plain choice that finished with `stop`: no tool calls, no second choice."""
+    """Watches a stream's raw events (the model's masked answer) for what makes it cacheable: one
+    plain choice that finished with `stop` (no tool calls, no second choice); its text is the one
+    the gateway already collects for the audit record."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.parts: list[str] = []
         self.head: dict[str, Any] | None = None
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
@@ -121,16 +121,13 @@ class StreamRecorder:
             delta = c.get("delta") or {}
             if c.get("index", 0) != 0 or delta.get("tool_calls") or delta.get("function_call"):
                 self.plain = False
-            piece = delta.get("content") if self.kind == "chat" else c.get("text")
-            if isinstance(piece, str):
-                self.parts.append(piece)
             if c.get("finish_reason"):
                 self.finish = c["finish_reason"]
 
-    def completion(self) -> dict[str, Any] | None:
+    def completion(self, text: str) -> dict[str, Any] | None:
+        """The whole answer `text` makes, shaped as the non-streamed response, or None."""
         if not self.plain or self.finish != "stop" or self.head is None:
             return None
-        text = "".join(self.parts)
         if self.kind == "chat":
             choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": "stop"}
             obj = "chat.completion"

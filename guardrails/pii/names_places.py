@@ -126,8 +126,10 @@ class ContextNameRecognizer(_LocalRecognizer):
         foreign = [m for m in labels if m.group(1).lower() not in self.words]
         known = [m for m in labels if m.group(1) in self.names]
         if len(labels) >= 2:
-            for m in foreign + (known if len({x.group(1) for x in known}) >= 2 else []):
-                out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
+            named = len({x.group(1) for x in known}) >= 2
+            for m in labels:
+                if m in foreign or named and m in known:
+                    out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
         for m in self._possessive.finditer(text):
             if m.group(1) not in TECH_TERMS and m.group(1).lower() not in self.common:
                 out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
