@@ -14,6 +14,16 @@ from policies.models import TopicPolicy, TopicRule
 Encoder = Callable[[str], np.ndarray]
 
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
+# A short quoted phrase: "...", “...”, «...», „...“, `...`, or '...' opened after a space or bracket
+# (so the apostrophes of "don't ... it's" never pair up).
+_QUOTED = re.compile(r'"[^"\n]{1,60}"|“[^”\n]{1,60}”|«[^»\n]{1,60}»|„[^“”\n]{1,60}[“”]|`[^`\n]{1,60}`'
+                     r"|(?<![^\s(\[])'[^'\n]{1,60}'(?!\w)")
+
+
+def quoted_spans(text: str) -> list[tuple[int, int]]:
+    """Where the text quotes a short phrase. A keyword inside one is a mention ("tag tickets that
+    mention 'lawsuit'"), not a request, so rules that also have examples let meaning decide."""
+    return [m.span() for m in _QUOTED.finditer(text)]
 MIN_UNIT_WORDS = 4
 MAX_UNITS = 16
 
@@ -45,10 +55,19 @@ class _CompiledRule:
         self.examples = np.stack([encode(t) for t in texts]) if (texts and encode is not None) else None
 
     def score(self, text: str, vecs: np.ndarray | None) -> tuple[float, str, str]:
-        if self.keywords is not None and (m := self.keywords.search(text)):
-            return 1.0, "keyword", m.group(0).lower()  # equals a policy keyword, up to case
+        # Quoted mentions count only for rules without examples: there nothing else could decide,
+        # and quoting a keyword must not be a way around the rule.
+        quotes = quoted_spans(text) if self.examples is not None else []
+
+        def asked(m: re.Match[str]) -> bool:
+            return not any(a <= m.start() and m.end() <= b for a, b in quotes)
+
+        if self.keywords is not None:
+            for m in self.keywords.finditer(text):
+                if asked(m):
+                    return 1.0, "keyword", m.group(0).lower()  # equals a policy keyword, up to case
         for p in self.patterns:
-            if p.search(text):
+            if any(asked(m) for m in p.finditer(text)):
                 return 1.0, "regex", p.pattern
         if self.examples is not None and vecs is not None:
             sims = self.examples @ vecs.T          # examples x text units
