@@ -89,7 +89,8 @@ class TopicRule(_Strict):
     name: str = Field(pattern=RULE_NAME)
     description: str = ""
     examples: list[str] = Field(default_factory=list, description="prompts on this topic, for semantic matching")
-    keywords: list[str] = Field(default_factory=list, description="whole words or phrases, case-insensitive")
+    keywords: list[str] = Field(default_factory=list, description="whole words or phrases, case-insensitive; in a rule with examples, a keyword inside "
+                                      "a short quoted phrase is a mention and the examples decide")
     regex: list[str] = Field(default_factory=list)
     threshold: float = Field(default=0.55, ge=0, le=1, description="minimum cosine similarity to an example")
     mode: Mode | None = None
