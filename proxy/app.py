@@ -271,12 +271,17 @@ class Gateway:
         if draft.stream:
             cache_key = self._cache_key(ctx, draft, kind, body)
             start = await self._replayed_stream(request, ctx, body, draft, cache_key, control)
+            # The backend always reports usage (tpm limits, token metrics, the audit record need it);
+            # a caller that did not ask for it does not see it.
+            show_usage = _wants_usage(body)
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
             if start is None:
                 start = await self.router.open_stream(model, kind, body, gate)
                 self._mark(request, start.result, draft)
                 ctx.backend = start.result.backend.id
             recorder = StreamRecorder(kind) if cache_key is not None and draft.cache == "miss" and control.store else None
-            return StreamingResponse(self._sse_body(ctx, kind, model, start, draft, checker, recorder, cache_key, control),
+            return StreamingResponse(self._sse_body(ctx, kind, model, start, draft, checker, recorder, cache_key, control,
+                                                    show_usage),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
         data = await self._request_with_contract(request, ctx, kind, model, body, draft, checker, gate, control)
         if draft.cache != "hit":  # a replayed answer cost the backend no tokens
@@ -366,7 +371,7 @@ class Gateway:
         data = await self._lookup(request, ctx, draft, cache_key, control, stream=True)
         if data is None:
             return None
-        events = replay(data, include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
+        events = replay(data, include_usage=_wants_usage(body))
         return StreamStart(RouteResult(CachedBackend(ctx.backend or "")), await events.__anext__(), events)
 
     async def _store(self, cache_key: str | None, encoded: bytes | None, draft: AuditDraft, control: CacheControl) -> None:
@@ -417,7 +422,8 @@ class Gateway:
 
     async def _sse_body(self, ctx: GuardContext, kind: str, model: str, start: Any, draft: AuditDraft,
                         checker: ContractChecker | None = None, recorder: StreamRecorder | None = None,
-                        cache_key: str | None = None, control: CacheControl = CacheControl()) -> AsyncIterator[bytes]:
+                        cache_key: str | None = None, control: CacheControl = CacheControl(),
+                        show_usage: bool = True) -> AsyncIterator[bytes]:
         shown: list[str] = []  # what the caller saw: for end-of-stream checks and the next turn
         end_checks = checker is not None or self.pipeline.checks_answers(ctx)
         keep = kind == "chat" and bool(self.pipeline)
@@ -434,6 +440,10 @@ class Gateway:
                     if draft.cache != "hit":
                         self._count_tokens(model, start.result.backend.id, ev["usage"])
                         self._charge(ctx, ev["usage"])
+                    if not show_usage:
+                        if not ev.get("choices"):
+                            continue  # the usage-only last chunk
+                        ev = {k: v for k, v in ev.items() if k != "usage"}
                 if end_checks:
                     await self._stream_end_checks(ctx, ev, shown, draft, checker)
                 yield _sse(ev)
@@ -544,6 +554,11 @@ class Gateway:
 
     async def metrics(self, _: Request) -> Response:
         return Response(METRICS.render(), media_type="text/plain; version=0.0.4")
+
+
+def _wants_usage(body: dict[str, Any]) -> bool:
+    """Whether the caller asked for a stream's usage chunk (`stream_options.include_usage`)."""
+    return bool((body.get("stream_options") or {}).get("include_usage"))
 
 
 def _first_piece(kind: str, choice: dict[str, Any]) -> str | None:

@@ -16,7 +16,8 @@ def limited(primary, redis_server):
     prefix = f"mgtest-{uuid.uuid4().hex[:8]}:"
     cfg = gateway_config(primary.params(), redis_url=redis_server.url, extra={"redis_prefix": prefix})
     cfg["mixguard"]["api_keys"] += [{"key": "sk-rpm-two", "app": "rpm", "id": "rpm-key", "rpm_limit": 2},
-                                    {"key": "sk-tpm-small", "app": "tpm", "id": "tpm-key", "tpm_limit": 30}]
+                                    {"key": "sk-tpm-small", "app": "tpm", "id": "tpm-key", "tpm_limit": 30},
+                                    {"key": "sk-tpm-stream", "app": "tpm", "id": "tpm-stream", "tpm_limit": 30}]
     g = Gateway(cfg)
     yield g
     g.stop()
@@ -51,6 +52,20 @@ def test_tokens_of_answers_count_against_a_keys_tpm(limited):
         _ask(limited, "sk-tpm-small", "and now a short one")
     assert "30 tokens per minute" in e.value.message
     assert int(e.value.response.headers["retry-after"]) >= 2
+
+
+def test_a_stream_that_did_not_ask_for_usage_is_charged_and_shows_none(limited):
+    """The gateway asks the backend for a stream's usage whatever the caller asked, so tpm limits
+    hold for streams too; a caller that did not ask sees OpenAI's shape: no usage anywhere."""
+    c = openai.OpenAI(base_url=limited.url + "/v1", api_key="sk-tpm-stream", max_retries=0, timeout=30)
+    text = "Summarise the attached quarterly report for the board, in plain words please. " * 3
+    chunks = list(c.chat.completions.create(model="mixtral", stream=True, max_tokens=64,
+                                            messages=[{"role": "user", "content": text}]))
+    assert chunks and all(ch.choices and ch.usage is None for ch in chunks)
+    assert any(ch.choices[0].finish_reason for ch in chunks)
+    with pytest.raises(openai.RateLimitError) as e:
+        _ask(limited, "sk-tpm-stream", "and now a short one")
+    assert "30 tokens per minute" in e.value.message
 
 
 def test_an_unreachable_limiter_lets_requests_through():
