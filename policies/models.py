@@ -121,7 +121,7 @@ class TopicPolicy(_Strict):
     neutral_margin: float = Field(default=0.0, ge=-1, le=1)
     semantic_method: Literal["classifier", "similarity"] = Field(
         default="classifier",
-        description="classifier: a softmax classifier trained at load time on the deny rules' examples and "
+        description="classifier: a small neural network (one hidden layer) trained at load time on the deny rules' examples and "
                     "neutral_examples (thresholds are probabilities; needs neutral_examples); similarity: "
                     "highest cosine similarity to a rule's examples (thresholds are similarities)")
     refusal: Refusal = Field(default_factory=Refusal)
