@@ -54,8 +54,9 @@ class TopicGuardrail:
 
     async def _scores(self, lp: LoadedPolicy, text: str, output: bool) -> list[RuleScore]:
         m = self.matcher(lp)
-        vec = await asyncio.to_thread(m.vector, text) if m.semantic and text.strip() else None
-        return m.evaluate(text, vec, output)
+        if m.semantic and text.strip():  # encoder and classifier off the event loop, in one hop
+            return await asyncio.to_thread(lambda: m.evaluate(text, m.vector(text), output))
+        return m.evaluate(text, None, output)
 
     def _record(self, ctx: GuardContext, scores: list[RuleScore], where: str) -> RuleScore | None:
         for s in scores:

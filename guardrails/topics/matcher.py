@@ -167,8 +167,10 @@ class TopicMatcher:
     def evaluate(self, text: str, vec: np.ndarray | None, output: bool = False) -> list[RuleScore]:
         """Every rule's score; `fired` means the rule decides against the text."""
         out: list[RuleScore] = []
-        neutral = float((self.neutral @ vec.T).max()) if self.neutral is not None and vec is not None else None
         probs = self.classifier.predict(vec) if self.classifier is not None and vec is not None else None
+        # Nearest neutral example: only the similarity method (and rules the classifier does not cover) use it.
+        neutral = (float((self.neutral @ vec.T).max()) if self.neutral is not None and vec is not None
+                   and (self.classifier is None or len(self._class_of) < len(self.deny)) else None)
         for c in self.deny:
             if probs is not None and id(c) in self._class_of:
                 s, via, ev = c.score(text, None)   # keywords and regex still win outright
