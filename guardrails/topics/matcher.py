@@ -20,6 +20,12 @@ _QUOTED = re.compile(r'"[^"\n]{1,60}"|“[^”\n]{1,60}”|«[^»\n]{1,60}»|„
                      r"|(?<![^\s(\[])'[^'\n]{1,60}'(?!\w)")
 
 
+def _encode_all(encode: Encoder, texts: list[str]) -> np.ndarray:
+    """A policy's examples, in batches where the encoder takes them (one call per text otherwise)."""
+    many = getattr(getattr(encode, "__self__", None), "encode_many", None)
+    return many(list(texts)) if many is not None else np.stack([encode(t) for t in texts])
+
+
 def quoted_spans(text: str) -> list[tuple[int, int]]:
     """Where the text quotes a short phrase. A keyword inside one is a mention ("tag tickets that
     mention 'lawsuit'"), not a request, so rules that also have examples let meaning decide."""
@@ -52,7 +58,7 @@ class _CompiledRule:
         self.patterns = [re.compile(r, re.IGNORECASE) for r in rule.regex]
         texts = [*rule.examples, *([rule.description] if rule.description and rule.examples else [])]
         self.example_texts = texts
-        self.examples = np.stack([encode(t) for t in texts]) if (texts and encode is not None) else None
+        self.examples = _encode_all(encode, texts) if (texts and encode is not None) else None
 
     def score(self, text: str, vecs: np.ndarray | None) -> tuple[float, str, str]:
         # Quoted mentions count only for rules without examples: there nothing else could decide,
@@ -138,7 +144,7 @@ class TopicMatcher:
             raise ValueError("semantic topic rules need an encoder")
         self.deny = [_CompiledRule(r, policy.mode, encode) for r in policy.deny]
         self.allow = [_CompiledRule(r, policy.mode, encode) for r in policy.allow]
-        self.neutral = (np.stack([encode(t) for t in policy.neutral_examples])
+        self.neutral = (_encode_all(encode, policy.neutral_examples)
                         if policy.neutral_examples and self.semantic and encode is not None else None)
         self.classifier: _MlpClassifier | None = None
         trainable = [c for c in self.deny if c.examples is not None]
