@@ -1,4 +1,8 @@
-"""Precision and recall of topic blocking on tests/data/topics_labeled.jsonl.
+"""Precision and recall of topic blocking on the labeled sets in tests/data/ (topics_*.jsonl).
+
+The support policy's examples include every prompt of topics_labeled ... topics_heldout4, so
+those sets show how the classifier fits its training data; topics_heldout5.jsonl, written after
+the last policy change and never tuned on, shows how it generalizes (tests/data/README.md).
 
 Uses policies/support.yaml's topic rules through the same matcher as the gateway. Prints
 recall per topic and per kind (direct, paraphrase, other language, role-play), the false-block
@@ -22,8 +26,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--policy", default=str(ROOT / "policies" / "support.yaml"))
     ap.add_argument("--data", action="append",
-                    help="labeled JSONL (default: topics_labeled.jsonl, used to write the policy's examples, "
-                         "then topics_heldout*.jsonl, written afterwards; see tests/data/README.md for which were tuned on)")
+                    help="labeled JSONL (default: all topics_*.jsonl sets in the order they were written; the policy trains "
+                         "on all but topics_heldout5.jsonl, see tests/data/README.md)")
     ap.add_argument("--show-errors", action="store_true")
     ap.add_argument("--model", default="auto", choices=["auto", "use-multilingual", "minilm"], help="topic encoder")
     ap.add_argument("--backend", default="auto", choices=["auto", "onnx", "numpy"], help="encoder runtime")
@@ -40,7 +44,7 @@ def main() -> int:
     t0 = time.perf_counter()
     matcher = TopicMatcher(lp.policy.topics, enc)
     prep = time.perf_counter() - t0
-    datasets = args.data or [str(ROOT / "tests" / "data" / f"topics_{n}.jsonl") for n in ("labeled", "heldout", "heldout2", "heldout3")]
+    datasets = args.data or [str(ROOT / "tests" / "data" / f"topics_{n}.jsonl") for n in ("labeled", "heldout", "heldout2", "heldout3", "heldout4", "heldout5")]
     for path in datasets:
         print(f"\n===== {Path(path).name}")
         report(lp, enc, matcher, prep, [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()],
