@@ -121,11 +121,11 @@ def shared_embedder(model_dir: str | None = None, backend: str = "auto", model: 
                     if backend == "onnx":
                         raise EmbeddingModelMissing("topic encoder backend 'onnx' needs onnxruntime and onnx: "
                                                     "pip install 'mixguard[onnx]'") from None
-                except OSError as exc:  # the model cache cannot be written (read-only home, full disk)
+                except Exception as exc:  # an unwritable model cache, an onnxruntime that cannot read the graph
                     if backend == "onnx":
                         raise
                     log.warning("int8 topic encoder unavailable (%s: %s); using the numpy one",
-                                type(exc).__name__, exc)
+                                type(exc).__name__, str(exc)[:300])
             from .use_encoder import UseMultilingual
             return UseMultilingual()
         if model == "use-multilingual":
@@ -139,8 +139,9 @@ def shared_embedder(model_dir: str | None = None, backend: str = "auto", model: 
             if backend == "onnx":
                 raise EmbeddingModelMissing("topic encoder backend 'onnx' needs onnxruntime and onnx: "
                                             "pip install 'mixguard[onnx]'") from None
-        except OSError as exc:
+        except Exception as exc:  # an unwritable model cache, an onnxruntime that cannot read the graph
             if backend == "onnx":
                 raise
-            log.warning("int8 topic encoder unavailable (%s: %s); using the numpy one", type(exc).__name__, exc)
+            log.warning("int8 topic encoder unavailable (%s: %s); using the numpy one",
+                        type(exc).__name__, str(exc)[:300])
     return MiniLMEmbedder(model_dir)

@@ -24,7 +24,11 @@ from .embedder import default_model_dir
 log = logging.getLogger("mixguard.topics")
 
 CACHE_DIR = "~/.cache/mixguard"
-GRAPH_VERSION = "packed1"  # part of the cached file's name: a changed graph is built anew
+GRAPH_VERSION = "packed2"  # part of the cached file's name: a changed graph is built anew
+# The ONNX IR version the graphs are written with. onnx writes its own newest by default, which an
+# older onnxruntime beside it may not read ("Unsupported model IR version: 14, max supported IR
+# version: 13" was seen with onnx 1.23 and onnxruntime 1.30); 10 is read by onnxruntime >= 1.18.
+IR_VERSION = 10
 
 
 def _build_graph(model_dir: Path, path: Path) -> None:
@@ -84,7 +88,8 @@ def _build_graph(model_dir: Path, path: Path) -> None:
          # (batch, n, n): 1 where a token may attend to another (block-diagonal for packed units)
          helper.make_tensor_value_info("mask_index", TensorProto.INT32, ["b", "n", "n"])],
         [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["b", "n", dim])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)],
+                              ir_version=IR_VERSION)
     onnx.save(model, str(path))
 
 

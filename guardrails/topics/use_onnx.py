@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_encoder import cached_int8_model, file_hash
+from .onnx_encoder import IR_VERSION, cached_int8_model, file_hash
 
-GRAPH_VERSION = "use1"
+GRAPH_VERSION = "use2"
 _NUM_CHUNKS = 17            # the embedding table is stored as 17 row-interleaved uint8 blocks
 _EMB_DIM, _CNN_DIM = 512, 256
 _ORDERS = ((2, 0), (3, 1), (5, 2))  # (n-gram order, left context) of the three CNN branches
@@ -104,7 +104,7 @@ def _build_graph(weights: Path, path: Path) -> None:
          helper.make_tensor_value_info("segments", f, ["s", "t"]),    # 1 where token t belongs to sentence s
          helper.make_tensor_value_info("lengths", f, ["s", 1])],
         [helper.make_tensor_value_info("embedding", f, ["s", _EMB_DIM])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=IR_VERSION), str(path))
 
 
 def _tokenizer(model_file: Path) -> Any:

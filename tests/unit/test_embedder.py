@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from guardrails.topics.embedder import MiniLMEmbedder
 from guardrails.topics.onnx_encoder import OnnxMiniLM
@@ -79,5 +80,41 @@ def test_an_unwritable_model_cache_falls_back_to_the_numpy_encoder(monkeypatch, 
         enc = shared_embedder(model="use-multilingual")
         assert isinstance(enc, UseMultilingual)
         assert "int8 topic encoder unavailable" in caplog.text
+    finally:
+        shared_embedder.cache_clear()
+
+
+def test_graphs_are_written_with_an_ir_version_older_onnxruntimes_read(tmp_path):
+    """onnx writes its newest IR version by default; an onnxruntime older than the onnx package
+    beside it then refuses the model ("Unsupported model IR version: 14, max supported IR
+    version: 13", seen on the GPU machine's image). Both graphs pin IR_VERSION."""
+    import onnx
+
+    from guardrails.topics.onnx_encoder import IR_VERSION, build_int8_model, default_model_dir
+    from guardrails.topics.use_onnx import OnnxUse
+
+    OnnxUse(cache_dir=str(tmp_path))
+    build_int8_model(default_model_dir(), cache_dir=str(tmp_path))
+    models = sorted(tmp_path.glob("*.onnx"))
+    assert len(models) == 2 and IR_VERSION <= 10
+    assert [onnx.load(str(m), load_external_data=False).ir_version for m in models] == [IR_VERSION, IR_VERSION]
+
+
+def test_an_int8_model_onnxruntime_cannot_load_falls_back_to_numpy(monkeypatch, caplog):
+    """Any failure to build or load the int8 model (not only an unwritable cache) must leave the
+    gateway with the numpy encoder and a warning, never a failed start."""
+    import guardrails.topics.use_onnx as use_onnx
+    from guardrails.topics.embedder import shared_embedder
+    from guardrails.topics.use_encoder import UseMultilingual
+
+    def refuse(self, *a, **k):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Unsupported model IR version: 14")
+    monkeypatch.setattr(use_onnx.OnnxUse, "__init__", refuse)
+    shared_embedder.cache_clear()
+    try:
+        assert isinstance(shared_embedder(model="use-multilingual"), UseMultilingual)
+        assert "int8 topic encoder unavailable (RuntimeError" in caplog.text
+        with pytest.raises(RuntimeError):   # asked for onnx explicitly: the error is the answer
+            shared_embedder(model="use-multilingual", backend="onnx")
     finally:
         shared_embedder.cache_clear()
