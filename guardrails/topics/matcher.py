@@ -14,6 +14,8 @@ from policies.models import TopicPolicy, TopicRule
 Encoder = Callable[[str], np.ndarray]
 
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
+MIN_UNIT_WORDS = 4
+MAX_UNITS = 16
 # A short quoted phrase: "...", “...”, «...», „...“, `...`, or '...' opened after a space or bracket
 # (so the apostrophes of "don't ... it's" never pair up).
 _QUOTED = re.compile(r'"[^"\n]{1,60}"|“[^”\n]{1,60}”|«[^»\n]{1,60}»|„[^“”\n]{1,60}[“”]|`[^`\n]{1,60}`'
@@ -21,7 +23,7 @@ _QUOTED = re.compile(r'"[^"\n]{1,60}"|“[^”\n]{1,60}”|«[^»\n]{1,60}»|„
 
 
 def _encode_all(encode: Encoder, texts: list[str]) -> np.ndarray:
-    """A policy's examples, in batches where the encoder takes them (one call per text otherwise)."""
+    """Embeddings of several texts, in one batch where the encoder takes one (one call per text otherwise)."""
     many = getattr(getattr(encode, "__self__", None), "encode_many", None)
     return many(list(texts)) if many is not None else np.stack([encode(t) for t in texts])
 
@@ -30,8 +32,6 @@ def quoted_spans(text: str) -> list[tuple[int, int]]:
     """Where the text quotes a short phrase. A keyword inside one is a mention ("tag tickets that
     mention 'lawsuit'"), not a request, so rules that also have examples let meaning decide."""
     return [m.span() for m in _QUOTED.finditer(text)]
-MIN_UNIT_WORDS = 4
-MAX_UNITS = 16
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,11 @@ class _CompiledRule:
         self.example_texts = texts
         self.examples = _encode_all(encode, texts) if (texts and encode is not None) else None
 
-    def score(self, text: str, vecs: np.ndarray | None) -> tuple[float, str, str]:
-        # Quoted mentions count only for rules without examples: there nothing else could decide,
-        # and quoting a keyword must not be a way around the rule.
-        quotes = quoted_spans(text) if self.examples is not None else []
+    def score(self, text: str, vecs: np.ndarray | None, quotes: list[tuple[int, int]]) -> tuple[float, str, str]:
+        """`quotes`: the text's quoted_spans. Quoted mentions count only for rules without examples:
+        there nothing else could decide, and quoting a keyword must not be a way around the rule."""
+        if self.examples is None:
+            quotes = []
 
         def asked(m: re.Match[str]) -> bool:
             return not any(a <= m.start() and m.end() <= b for a, b in quotes)
@@ -151,6 +152,8 @@ class TopicMatcher:
         if policy.semantic_method == "classifier" and self.neutral is not None and trainable:
             self.classifier = _MlpClassifier([c.examples for c in trainable] + [self.neutral])
             self._class_of = {id(c): i for i, c in enumerate(trainable)}
+        # The nearest neutral example matters only to rules scored by similarity, not by the classifier.
+        self._neutral_similarity = self.neutral is not None and (self.classifier is None or len(trainable) < len(self.deny))
 
     def vector(self, text: str) -> np.ndarray:
         """Embeddings of the text's sentences (units x dim; the whole text if it is one sentence),
@@ -165,28 +168,24 @@ class TopicMatcher:
         units = sentences[:MAX_UNITS] if len(sentences) > 1 else [text]
         # Encoders with encode_many embed all units in one call (USE: one batch; int8 MiniLM: one
         # packed row, each unit attending only to itself).
-        many = getattr(getattr(self.encode, "__self__", None), "encode_many", None)
-        if many is not None and len(units) > 1:
-            return many(units)
-        return np.stack([self.encode(u) for u in units])
+        return _encode_all(self.encode, units) if len(units) > 1 else self.encode(units[0])[None]
 
     def evaluate(self, text: str, vec: np.ndarray | None, output: bool = False) -> list[RuleScore]:
         """Every rule's score; `fired` means the rule decides against the text."""
         out: list[RuleScore] = []
         probs = self.classifier.predict(vec) if self.classifier is not None and vec is not None else None
-        # Nearest neutral example: only the similarity method (and rules the classifier does not cover) use it.
-        neutral = (float((self.neutral @ vec.T).max()) if self.neutral is not None and vec is not None
-                   and (self.classifier is None or len(self._class_of) < len(self.deny)) else None)
+        neutral = float((self.neutral @ vec.T).max()) if self._neutral_similarity and vec is not None else None
+        quotes = quoted_spans(text)
         for c in self.deny:
             if probs is not None and id(c) in self._class_of:
-                s, via, ev = c.score(text, None)   # keywords and regex still win outright
+                s, via, ev = c.score(text, None, quotes)   # keywords and regex still win outright
                 if via == "none":
                     p = probs[:, self._class_of[id(c)]]
                     s, via, ev = float(p.max()), "semantic", f"classifier p={float(p.max()):.2f}"
                 out.append(RuleScore(f"topic.{c.rule.name}", "deny", round(s, 4), via, c.rule.threshold,
                                      s >= c.rule.threshold, c.mode, ev))
                 continue
-            s, via, ev = c.score(text, vec)
+            s, via, ev = c.score(text, vec, quotes)
             fired = s >= c.rule.threshold
             if fired and via == "semantic" and neutral is not None and s < neutral + self.policy.neutral_margin:
                 fired, ev = False, f"closer to neutral examples ({neutral:.2f})"
@@ -195,7 +194,7 @@ class TopicMatcher:
         if self.allow and not output:
             allow_scores = []
             for c in self.allow:
-                s, via, ev = c.score(text, vec)
+                s, via, ev = c.score(text, vec, quotes)
                 allow_scores.append(RuleScore(f"topic.{c.rule.name}", "allow", round(s, 4), via, c.rule.threshold,
                                               False, c.mode, ev))
             out += allow_scores
