@@ -1,12 +1,15 @@
 """The contract every guardrail implements, and the typed decision it records.
 
-A guardrail sees the request before any model does (`check_input`, which may rewrite the body in
-place or raise to refuse it) and may return an `OutputFilter` that rewrites the answer: whole
-(`text`) or streamed (`feed`/`flush`, which may hold back a few characters between chunks).
+A guardrail sees the parsed request before any model does (`scan_input`, which may rewrite the
+body in place and returns a `Verdict`), may return an `OutputFilter` that rewrites the answer: whole
+(`text`) or streamed (`feed`/`flush`, which may hold back a few characters between chunks), and may
+judge the whole answer (`scan_output`). Guardrails never raise HTTP errors or write metrics: the
+edge (proxy/) maps verdicts to responses and counts what happened.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 Action = Literal["allow", "mask", "redact", "hash", "block", "restore", "monitor"]
@@ -35,7 +38,39 @@ class GuardContext:
     conversation_id: str | None = None
     decisions: list[Decision] = field(default_factory=list)
     backend: str | None = None
-    state: dict[str, Any] = field(default_factory=dict)
+    #: unknown top-level fields kept under `request.unknown_fields: scan` (walked like known text)
+    scanned_fields: tuple[str, ...] = ()
+    # What the PII guardrail learnt; raw values live in memory only, for this request.
+    pii_checked: bool = False  # the body holds only masked text now (the audit may record it)
+    pii_detected: set[str] = field(default_factory=set)
+    pii_allowed_values: dict[str, list[str]] = field(default_factory=dict)  # residency may still redact them
+    pii_map: dict[str, str] = field(default_factory=dict)  # placeholder -> original value
+    pii_counts: dict[str, int] = field(default_factory=dict)
+    residency_recorded: bool = False
+
+
+VerdictAction = Literal["allow", "block", "refuse", "unavailable"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A guardrail's answer on a request or an answer. The HTTP edge maps it to a response:
+    block -> 400 (`code`), refuse -> a refusal answer (or 400 when not `as_completion`),
+    unavailable -> 503. `message` is for the caller and never quotes request text."""
+
+    action: VerdictAction = "allow"
+    rule_id: str = ""
+    message: str = ""
+    code: str | None = None
+    refusal: str | None = None
+    as_completion: bool = False
+
+    @property
+    def allowed(self) -> bool:
+        return self.action == "allow"
+
+
+ALLOW = Verdict()
 
 
 class OutputFilter(Protocol):
@@ -49,11 +84,40 @@ class OutputFilter(Protocol):
         """Return whatever was held back, at the end of a stream."""
 
 
-class Guardrail(Protocol):
-    name: str
+class Guardrail:
+    """What every guardrail implements (in the spirit of LLM Guard's input and output scanners).
+    The defaults do nothing, so a guardrail overrides only the stages it takes part in, and the
+    pipeline calls every stage of every guardrail directly (no hook is looked up by name)."""
 
-    async def check_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> None:
-        """Inspect (and possibly rewrite) the request body; raise a GatewayError to refuse it."""
+    name: str = "guardrail"
+    #: never rewrites the body: may run concurrently with the guardrails that do
+    read_only: bool = False
+
+    def bind_redis(self, client: Any) -> None:
+        """Called once the gateway's Redis is up."""
+
+    def close(self) -> None:
+        """Called when the gateway stops."""
+
+    async def scan_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> Verdict:
+        """Inspect (and, unless read_only, rewrite in place) a parsed request body."""
+        return ALLOW
 
     def output_filter(self, ctx: GuardContext) -> OutputFilter | None:
-        """A fresh filter for this request's answer, or None to leave answers alone."""
+        """A fresh filter for this request's answer (whole, or streamed as feed/flush), or None."""
+        return None
+
+    def wants_output_scan(self, ctx: GuardContext) -> bool:
+        """Whether scan_output has anything to check for this request (streams then collect the answer)."""
+        return False
+
+    async def scan_output(self, ctx: GuardContext, text: str) -> Verdict:
+        """Judge a whole answer, as the caller sees it."""
+        return ALLOW
+
+    def answered(self, ctx: GuardContext, texts: list[str]) -> None:
+        """The caller got these answers (they come back as history in the next turn)."""
+
+    def audit_redactor(self, ctx: GuardContext) -> Callable[[str], str] | None:
+        """Rewrites the model's raw answer for the audit record, or None."""
+        return None

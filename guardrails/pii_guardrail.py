@@ -13,54 +13,18 @@ import hmac
 from collections import Counter
 from typing import Any, Callable
 
-from proxy import errors
-
-from .base import Decision, GuardContext
+from .base import ALLOW, Decision, GuardContext, Guardrail, Verdict
 from .pii.analyzer import AnalysisFailed, PiiAnalyzer
 from .pii.structure import Span, propagate_names
 from .pii.placeholders import PLACEHOLDER, StreamRestorer
 from .pii.vault import Vault
+from .request_shapes import text_slots
 from policies.store import PolicyStore
 from policies.models import EntityRule, PiiPolicy
 
 #: Entities checked in model output without NER (fast enough for streams).
 STRUCTURED = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS")
 DEFAULT_ENTITIES = ["PERSON", "LOCATION", "NRP", "STREET_ADDRESS", *STRUCTURED]
-
-
-class _Slot:
-    """One string inside the request body, and how to write it back."""
-
-    __slots__ = ("container", "key", "text")
-
-    def __init__(self, container: Any, key: Any, text: str) -> None:
-        self.container, self.key, self.text = container, key, text
-
-    def write(self, value: str) -> None:
-        self.container[self.key] = value
-
-
-def collect_slots(kind: str, body: dict[str, Any]) -> list[_Slot]:
-    slots: list[_Slot] = []
-    if kind == "completions":
-        p = body.get("prompt")
-        if isinstance(p, str):
-            slots.append(_Slot(body, "prompt", p))
-        elif isinstance(p, list):
-            slots += [_Slot(p, i, s) for i, s in enumerate(p) if isinstance(s, str)]
-        return slots
-    for m in body.get("messages") or []:
-        c = m.get("content")
-        if isinstance(c, str):
-            slots.append(_Slot(m, "content", c))
-        elif isinstance(c, list):
-            slots += [_Slot(part, "text", part["text"]) for part in c
-                      if isinstance(part, dict) and isinstance(part.get("text"), str)]
-        for call in m.get("tool_calls") or []:
-            fn = call.get("function") if isinstance(call, dict) else None
-            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                slots.append(_Slot(fn, "arguments", fn["arguments"]))
-    return slots
 
 
 def _select(spans: list[Span]) -> list[Span]:
@@ -82,7 +46,7 @@ def _select(spans: list[Span]) -> list[Span]:
     return merged
 
 
-class PiiGuardrail:
+class PiiGuardrail(Guardrail):
     name = "pii"
 
     def __init__(self, analyzer: PiiAnalyzer, vault: Vault, policies: PolicyStore,
@@ -123,20 +87,21 @@ class PiiGuardrail:
             seed = repr(body.get("prompt"))[:2000]
         return hmac.new(self._hash_key, seed.encode(), hashlib.sha256).hexdigest()[:24]
 
-    async def check_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> None:
+    async def scan_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> Verdict:
         policy = self._policy(ctx)
         if not policy.enabled:
-            return
-        slots = collect_slots(kind, body)
+            return ALLOW
+        slots = text_slots(kind, body, ctx.scanned_fields)  # type: ignore[arg-type]
         if not slots:
-            ctx.state["pii_checked"] = True
-            return
+            ctx.pii_checked = True
+            return ALLOW
         try:
             found = await self.analyzer.analyze_many([s.text for s in slots], self._entities(policy),
                                                      policy.analyze_timeout_s)
         except AnalysisFailed as exc:
             ctx.decisions.append(Decision("pii", "pii.analysis", "block", 1.0, "enforce", {"reason": str(exc)}))
-            raise errors.GuardrailUnavailable(f"PII guardrail unavailable, request refused: {exc}") from None
+            return Verdict("unavailable", "pii.analysis", f"PII guardrail unavailable, request refused: {exc}",
+                           "guardrail_unavailable")
         rules: dict[str, EntityRule] = {}
 
         def rule_of(entity: str) -> EntityRule:  # called for every span: built once per request
@@ -187,12 +152,12 @@ class PiiGuardrail:
             ctx.decisions.append(Decision("pii", f"pii.{entity}", action, 1.0, "enforce", {"count": n}))
         for (entity, action), n in sorted(monitored.items()):
             ctx.decisions.append(Decision("pii", f"pii.{entity}", action, 1.0, "monitor", {"count": n}))
-        ctx.state["pii_detected"] = detected
-        ctx.state["pii_allowed_values"] = allowed_values  # raw, in memory only: residency may redact them
+        ctx.pii_detected = detected
+        ctx.pii_allowed_values = allowed_values  # raw, in memory only: residency may redact them
         blocked = sorted(blocked_types)
         if blocked:
-            raise errors.PolicyBlocked(f"Request blocked by policy '{ctx.policy}': rule pii.{blocked[0]} "
-                                       f"(found {', '.join(blocked)})", code="pii_blocked")
+            return Verdict("block", f"pii.{blocked[0]}", f"Request blocked by policy '{ctx.policy}': rule "
+                           f"pii.{blocked[0]} (found {', '.join(blocked)})", "pii_blocked")
         mapping: dict[str, str] = {}
         if to_mask:
             conv = self._conversation(ctx, kind, body)
@@ -201,8 +166,8 @@ class PiiGuardrail:
                 phs = await self.vault.placeholders(ctx.key_id, conv, items)
             except Exception as exc:  # Redis down: without the vault nothing can be masked reversibly
                 ctx.decisions.append(Decision("pii", "pii.vault", "block", 1.0, "enforce", {"reason": type(exc).__name__}))
-                raise errors.GuardrailUnavailable(
-                    f"PII vault unavailable ({type(exc).__name__}), request refused") from None
+                return Verdict("unavailable", "pii.vault",
+                               f"PII vault unavailable ({type(exc).__name__}), request refused", "guardrail_unavailable")
             by_value = {item: ph for item, ph in zip(items, phs)}
             mapping = {ph: value for (_, value), ph in by_value.items()}
         else:
@@ -215,13 +180,14 @@ class PiiGuardrail:
                 value = text[s.start:s.end]
                 text = text[:s.start] + self._replacement(s.entity, value, action, by_value) + text[s.end:]
             slot.write(text)
-        ctx.state["pii_map"] = mapping
+        ctx.pii_map = mapping
         pii_counts: Counter[str] = Counter()
         for (e, _), n in [*counts.items(), *monitored.items()]:
             if e != "LITERAL":
                 pii_counts[e] += n
-        ctx.state["pii_counts"] = dict(pii_counts)
-        ctx.state["pii_checked"] = True
+        ctx.pii_counts = dict(pii_counts)
+        ctx.pii_checked = True
+        return ALLOW
 
     def _replacement(self, entity: str, value: str, action: str, by_value: dict[tuple[str, str], str]) -> str:
         if action == "mask":
@@ -235,7 +201,7 @@ class PiiGuardrail:
         if not policy.enabled:
             return None
         restore = policy.restore and (policy.restore_on_fallback or not self.is_hosted(ctx.backend))
-        mapping = ctx.state.get("pii_map", {}) if restore else {}
+        mapping = ctx.pii_map if restore else {}
         scan = hold = None
         if policy.output_action == "redact":
             scan = self._invented_pii_scanner(ctx, policy)
@@ -245,7 +211,7 @@ class PiiGuardrail:
             return None
         return StreamRestorer(mapping, scan, hold)
 
-    def prewarm(self, ctx: GuardContext, texts: list[str]) -> None:
+    def answered(self, ctx: GuardContext, texts: list[str]) -> None:
         """Analyse the answer the caller just received, in the background: it comes back as the
         assistant message of the next turn, which then costs a cache hit instead of an analysis
         (so turn N costs about one new user message, as turn 1 does)."""

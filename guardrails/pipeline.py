@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator, Callable, Iterable
 
-from .base import GuardContext, Guardrail, OutputFilter
+from .base import ALLOW, GuardContext, Guardrail, OutputFilter, Verdict
 
 
 class _Chain:
@@ -37,53 +37,70 @@ class Pipeline:
     def __bool__(self) -> bool:
         return bool(self.guardrails)
 
-    async def check_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> None:
-        """Run every guardrail on the request. Read-only ones (topics) run concurrently with the
-        rewriting ones (PII), so a request pays the slower of the two, not their sum; they read the
-        body before their first await, i.e. before any rewrite. The first refusal wins and the
-        other checks are cancelled."""
-        readers = [g for g in self.guardrails if getattr(g, "read_only", False)]
-        writers = [g for g in self.guardrails if not getattr(g, "read_only", False)]
+    def bind_redis(self, client: Any) -> None:
+        for g in self.guardrails:
+            g.bind_redis(client)
+
+    def close(self) -> None:
+        for g in self.guardrails:
+            g.close()
+
+    async def check_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> Verdict:
+        """Run every guardrail on the request; the first verdict that is not allow wins. Read-only
+        ones (topics) run concurrently with the rewriting ones (PII), so a request pays the slower of
+        the two, not their sum; they read the body before their first await, i.e. before any
+        rewrite. Once one refuses, the other checks are cancelled."""
+        readers = [g for g in self.guardrails if g.read_only]
+        writers = [g for g in self.guardrails if not g.read_only]
         if not readers or not writers:
             for g in self.guardrails:
-                await g.check_input(ctx, kind, body)
-            return
-        tasks = [asyncio.ensure_future(g.check_input(ctx, kind, body)) for g in readers]
+                verdict = await g.scan_input(ctx, kind, body)
+                if not verdict.allowed:
+                    return verdict
+            return ALLOW
+        tasks = [asyncio.ensure_future(g.scan_input(ctx, kind, body)) for g in readers]
         await asyncio.sleep(0)  # readers take their view of the body now
 
-        async def rewrite() -> None:
+        async def rewrite() -> Verdict:
             for g in writers:
-                await g.check_input(ctx, kind, body)
+                verdict = await g.scan_input(ctx, kind, body)
+                if not verdict.allowed:
+                    return verdict
+            return ALLOW
         tasks.append(asyncio.ensure_future(rewrite()))
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        failed = [t for t in tasks if t in done and not t.cancelled() and t.exception() is not None]
-        if failed:
+        pending = set(tasks)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for t in tasks:  # in guardrail order: the same verdict wins whatever finishes first
+                    if t in done and (t.exception() is not None or not t.result().allowed):
+                        return t.result()
+            return ALLOW
+        finally:
             for t in pending:
                 t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            raise failed[0].exception()  # type: ignore[misc]
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
 
-    async def check_answer(self, ctx: GuardContext, text: str) -> str | None:
-        """Output rules on a whole answer: the refusal text of the first rule that refuses it."""
+    async def check_answer(self, ctx: GuardContext, text: str) -> Verdict:
+        """Output rules on a whole answer: the first verdict that is not allow."""
         for g in self.guardrails:
-            check = getattr(g, "check_answer", None)
-            if check is not None and (refusal := await check(ctx, text)) is not None:
-                return refusal
-        return None
+            verdict = await g.scan_output(ctx, text)
+            if not verdict.allowed:
+                return verdict
+        return ALLOW
 
     def answered(self, ctx: GuardContext, texts: list[str]) -> None:
         """The caller got these answers (as it will send them back in the next turn's history)."""
         for g in self.guardrails:
-            prewarm = getattr(g, "prewarm", None)
-            if prewarm is not None:
-                prewarm(ctx, texts)
+            g.answered(ctx, texts)
 
     def checks_answers(self, ctx: GuardContext) -> bool:
-        return any(getattr(g, "wants_answer", lambda _: False)(ctx) for g in self.guardrails)
+        return any(g.wants_output_scan(ctx) for g in self.guardrails)
 
     def audit_redactor(self, ctx: GuardContext) -> Callable[[str], str] | None:
         """Rewrites the model's raw answer for the audit record (e.g. invented PII redacted)."""
-        fns = [f for g in self.guardrails if (f := getattr(g, "audit_redactor", lambda _: None)(ctx)) is not None]
+        fns = [f for g in self.guardrails if (f := g.audit_redactor(ctx)) is not None]
         if not fns:
             return None
 

@@ -169,6 +169,16 @@ class AuditPolicy(_Strict):
         default="fail_open", description="when the audit store is down: keep serving (spool) or refuse (503)")
 
 
+class RequestPolicy(_Strict):
+    """How the gateway treats request fields it does not know."""
+
+    unknown_fields: Literal["drop", "reject", "scan"] = Field(
+        default="drop",
+        description="drop: remove fields the gateway does not know before forwarding; reject: answer 400 naming the "
+                    "field; scan: forward them after masking the text inside. Fields that steer the connection "
+                    "(api_base, base_url, api_key, extra_headers, ...) are never forwarded, whatever this says")
+
+
 class PolicyTest(_Strict):
     """A test case the security team keeps with the policy: `mixguard policy test DIR` runs it."""
 
@@ -180,7 +190,7 @@ class PolicyTest(_Strict):
     entities: list[str] | None = Field(default=None, description="PII entity types expected in the text")
 
     @model_validator(mode="after")
-    def _one_text(self) -> "PolicyTest":
+    def _one_text(self) -> PolicyTest:
         if (self.input is None) == (self.output is None):
             raise ValueError("give exactly one of 'input' or 'output'")
         return self
@@ -194,4 +204,5 @@ class Policy(_Strict):
     contract: SchemaContract | None = None
     residency: Residency = Field(default_factory=Residency)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
+    request: RequestPolicy = Field(default_factory=RequestPolicy)
     tests: list[PolicyTest] = Field(default_factory=list)

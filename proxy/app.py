@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import orjson
 from fastapi import FastAPI, Request
@@ -19,7 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response, StreamingResponse
 
-from guardrails.base import Decision, GuardContext
+from guardrails.base import ALLOW, Decision, GuardContext
+from guardrails.request_shapes import conversation_text
 from guardrails.pipeline import Pipeline
 from guardrails.schema_contract import ContractChecker
 from policies.loader import LoadedPolicy
@@ -27,7 +28,7 @@ from policies.store import PolicyStore
 
 from . import errors, responses_api, validation
 from .audit.chain import resolve_key
-from .audit.record import AuditDraft, render_prompt
+from .audit.record import AuditDraft
 from .audit.writer import AuditWriter
 from .auth import KeyStore, Principal
 from .backends import BackendError
@@ -96,10 +97,7 @@ class Gateway:
     async def start(self) -> None:
         await asyncio.to_thread(self.redis.start)
         await self.router.start()
-        for g in self.pipeline.guardrails:
-            bind = getattr(g, "bind_redis", None)
-            if bind is not None:
-                bind(self.redis.client)
+        self.pipeline.bind_redis(self.redis.client)
         if self.audit is not None:
             self.audit.start(self.redis.client)
         if self.cache is not None:
@@ -116,8 +114,7 @@ class Gateway:
             t.cancel()
         if self.audit is not None:
             await self.audit.close()
-        for g in self.pipeline.guardrails:
-            getattr(g, "close", lambda: None)()
+        self.pipeline.close()
         await self.router.close()
         await self.redis.close()
 
@@ -155,10 +152,21 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _context(self, request: Request, principal: Principal, lp: LoadedPolicy) -> GuardContext:
+    def _context(self, request: Request, principal: Principal, lp: LoadedPolicy,
+                 scanned: list[str] | None = None) -> GuardContext:
         return GuardContext(key_id=principal.key_id, app=principal.app, policy=lp.policy.name,
                             request_id=request.scope["state"]["request_id"],
-                            conversation_id=request.headers.get("x-conversation-id"))
+                            conversation_id=request.headers.get("x-conversation-id"),
+                            scanned_fields=tuple(scanned or ()))
+
+    def _known_model(self, request: Request, model: str, draft: AuditDraft) -> str:
+        """The configured model group a request names; 404 before its name reaches a metric or the
+        audit record (no client string ever becomes a label)."""
+        if model not in self.router.groups:
+            raise errors.NotFound("The model named in 'model' does not exist or is not served by this gateway",
+                                  param="model", code="model_not_found")
+        request.scope["state"]["model"] = draft.model = model
+        return model
 
     @staticmethod
     def _draft(request: Request, endpoint: str) -> AuditDraft:
@@ -185,12 +193,13 @@ class Gateway:
         draft.ctx = ctx
         t = time.perf_counter()
         try:
-            if self.pipeline:
-                await self.pipeline.check_input(ctx, kind, body)
+            verdict = await self.pipeline.check_input(ctx, kind, body) if self.pipeline else ALLOW
         finally:
             draft.guard_ms = (time.perf_counter() - t) * 1000
-        if ctx.state.get("pii_checked"):  # only masked text is ever recorded
-            draft.prompt = render_prompt(kind, body)
+        if not verdict.allowed:
+            raise errors.from_verdict(verdict)
+        if ctx.pii_checked:  # only masked text is ever recorded
+            draft.prompt = conversation_text(kind, body)  # type: ignore[arg-type]
             draft.redact_answer = self.pipeline.audit_redactor(ctx)
 
     @staticmethod
@@ -248,12 +257,13 @@ class Gateway:
 
     async def _complete(self, request: Request, kind: str) -> Response:
         draft = self._draft(request, kind)
-        principal, body, lp = await self._begin(request, draft)
-        control = CacheControl.pop_from(body)  # LiteLLM's per-request cache controls; never forwarded
-        model = validation.chat(body) if kind == "chat" else validation.completions(body)
-        request.scope["state"]["model"] = draft.model = model
+        principal, raw, lp = await self._begin(request, draft)
+        control = CacheControl.pop_from(raw)  # LiteLLM's per-request cache controls; never forwarded
+        parsed = validation.parse(kind, raw, lp.policy.request.unknown_fields)  # type: ignore[arg-type]
+        body = parsed.body
+        model = self._known_model(request, body["model"], draft)
         draft.stream = bool(body.get("stream"))
-        ctx = self._context(request, principal, lp)
+        ctx = self._context(request, principal, lp, parsed.scanned)
         try:
             await self._guard(ctx, kind, body, draft)
         except errors.PolicyRefusal as r:
@@ -386,8 +396,8 @@ class Gateway:
             text = (msg or {}).get("content") if kind == "chat" else choice.get("text")
             if not isinstance(text, str) or not text:
                 continue
-            refusal = await self.pipeline.check_answer(ctx, text)
-            if refusal is not None:
+            verdict = await self.pipeline.check_answer(ctx, text)
+            if (refusal := verdict.refusal if not verdict.allowed else None) is not None:
                 if kind == "chat":
                     msg["content"] = refusal
                     msg.pop("tool_calls", None)
@@ -420,43 +430,62 @@ class Gateway:
         finally:
             await start.events.aclose()
 
+    async def _accounted(self, ctx: GuardContext, kind: str, model: str, start: Any, draft: AuditDraft,
+                         checker: ContractChecker | None = None, recorder: StreamRecorder | None = None,
+                         cache_key: str | None = None,
+                         control: CacheControl = CacheControl()) -> AsyncIterator[dict[str, Any]]:
+        """A stream's events (caller's view), accounted as every stream is, whatever its endpoint:
+        time to first token and usage in the audit record, token metrics and the tokens-per-minute
+        charge, end-of-stream checks (schema contract, output topic rules), the next turn's prewarm
+        and the response cache."""
+        shown: list[str] = []  # what the caller saw: for end-of-stream checks and the next turn
+        end_checks = checker is not None or self.pipeline.checks_answers(ctx)
+        keep = kind == "chat" and bool(self.pipeline)
+        async for ev in self._events(ctx, kind, start, draft, recorder):
+            if keep or end_checks:
+                for choice in ev.get("choices") or []:
+                    if (piece := _first_piece(kind, choice)) is not None:
+                        shown.append(piece)
+            if draft.ttft_ms is None:
+                draft.ttft_ms = (time.perf_counter() - draft.t0) * 1000
+            if ev.get("usage"):
+                draft.usage = ev["usage"]
+                if draft.cache != "hit":
+                    self._count_tokens(model, start.result.backend.id, ev["usage"])
+                    self._charge(ctx, ev["usage"])
+            if end_checks:
+                await self._stream_end_checks(ctx, ev, shown, draft, checker)
+            yield ev
+        if keep:
+            self.pipeline.answered(ctx, ["".join(shown)])
+        if recorder is not None and (draft.schema is None or draft.schema["valid"]) \
+                and (whole := recorder.completion("".join(draft.answer_parts))) is not None:
+            await self._store(cache_key, orjson.dumps(whole), draft, control)
+
     async def _sse_body(self, ctx: GuardContext, kind: str, model: str, start: Any, draft: AuditDraft,
                         checker: ContractChecker | None = None, recorder: StreamRecorder | None = None,
                         cache_key: str | None = None, control: CacheControl = CacheControl(),
                         show_usage: bool = True) -> AsyncIterator[bytes]:
-        shown: list[str] = []  # what the caller saw: for end-of-stream checks and the next turn
-        end_checks = checker is not None or self.pipeline.checks_answers(ctx)
-        keep = kind == "chat" and bool(self.pipeline)
         try:
-            async for ev in self._events(ctx, kind, start, draft, recorder):
-                if keep or end_checks:
-                    for choice in ev.get("choices") or []:
-                        if (piece := _first_piece(kind, choice)) is not None:
-                            shown.append(piece)
-                if draft.ttft_ms is None:
-                    draft.ttft_ms = (time.perf_counter() - draft.t0) * 1000
-                if ev.get("usage"):
-                    draft.usage = ev["usage"]
-                    if draft.cache != "hit":
-                        self._count_tokens(model, start.result.backend.id, ev["usage"])
-                        self._charge(ctx, ev["usage"])
-                    if not show_usage:
-                        if not ev.get("choices"):
-                            continue  # the usage-only last chunk
-                        ev = {k: v for k, v in ev.items() if k != "usage"}
-                if end_checks:
-                    await self._stream_end_checks(ctx, ev, shown, draft, checker)
+            async for ev in self._accounted(ctx, kind, model, start, draft, checker, recorder, cache_key, control):
+                if ev.get("usage") and not show_usage:
+                    if not ev.get("choices"):
+                        continue  # the usage-only last chunk
+                    ev = {k: v for k, v in ev.items() if k != "usage"}
                 yield _sse(ev)
             yield b"data: [DONE]\n\n"
-            if keep:
-                self.pipeline.answered(ctx, ["".join(shown)])
-            if recorder is not None and (draft.schema is None or draft.schema["valid"]) \
-                    and (whole := recorder.completion("".join(draft.answer_parts))) is not None:
-                await self._store(cache_key, orjson.dumps(whole), draft, control)
         except (BackendError, errors.GatewayError) as exc:
             body = self._error_event(exc)
             draft.error_code = body["error"].get("code")
             yield _sse(body)
+
+    def _stream_error(self, draft: AuditDraft) -> Callable[[Exception], dict[str, Any]]:
+        """Maps a failure inside a Responses stream to its error payload, and notes it for the audit."""
+        def on_error(exc: Exception) -> dict[str, Any]:
+            body = self._error_event(exc)
+            draft.error_code = body["error"].get("code")
+            return body
+        return on_error
 
     async def _stream_end_checks(self, ctx: GuardContext, ev: dict[str, Any], shown: list[str],
                                  draft: AuditDraft, checker: ContractChecker | None) -> None:
@@ -475,7 +504,7 @@ class Gateway:
                     mode = checker.contract.mode
                     ctx.decisions.append(Decision("schema", f"schema.{checker.contract.name}",
                                                   "block" if mode == "enforce" else "monitor", 1.0, mode, {}))
-            if await self.pipeline.check_answer(ctx, text) is not None:
+            if not (await self.pipeline.check_answer(ctx, text)).allowed:
                 choice["finish_reason"] = "content_filter"
                 note["topic"] = "refused"
             if note:
@@ -484,10 +513,10 @@ class Gateway:
     # --- Responses API -------------------------------------------------------------------------
     async def responses(self, request: Request) -> Response:
         draft = self._draft(request, "responses")
-        principal, body, lp = await self._begin(request, draft)
+        principal, raw, lp = await self._begin(request, draft)
+        body = validation.parse("responses", raw, lp.policy.request.unknown_fields).body
         chat = responses_api.to_chat_body(body)
-        model = validation.chat(chat)
-        request.scope["state"]["model"] = draft.model = model
+        model = self._known_model(request, chat["model"], draft)
         draft.stream = bool(body.get("stream"))
         ctx = self._context(request, principal, lp)
         try:
@@ -511,8 +540,8 @@ class Gateway:
             start = await self.router.open_stream(model, "chat", chat, gate)
             self._mark(request, start.result, draft)
             ctx.backend = start.result.backend.id
-            return StreamingResponse(responses_api.stream_events(self._events(ctx, "chat", start, draft), body,
-                                                                 self._error_event),
+            events = self._accounted(ctx, "chat", model, start, draft, checker)
+            return StreamingResponse(responses_api.stream_events(events, body, self._stream_error(draft)),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
         data = await self._request_with_contract(request, ctx, "chat", model, chat, draft, checker, gate)
         if draft.cache != "hit":

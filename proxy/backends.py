@@ -14,6 +14,8 @@ from typing import Any, AsyncIterator
 import aiohttp
 import orjson
 
+from guardrails.request_shapes import is_connection_field
+
 from .settings import Deployment
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -22,6 +24,16 @@ RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 #: litellm_params keys that the lean path sends as per-deployment request defaults.
 DEFAULT_PARAMS = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "frequency_penalty", "presence_penalty",
                   "repetition_penalty", "stop", "seed")
+
+
+#: Body fields passed to litellm as keyword arguments (OpenAI's parameters, which litellm maps per provider).
+LITELLM_KWARGS = frozenset({
+    "messages", "prompt", "suffix", "echo", "best_of", "temperature", "top_p", "n", "stop", "max_tokens",
+    "max_completion_tokens", "presence_penalty", "frequency_penalty", "logit_bias", "user", "seed", "logprobs",
+    "top_logprobs", "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call", "response_format",
+    "reasoning_effort", "service_tier", "modalities", "prediction", "web_search_options", "verbosity",
+    "safety_identifier", "prompt_cache_key", "metadata", "store",
+})
 
 
 class BackendError(Exception):
@@ -198,7 +210,18 @@ class LiteLLMBackend(Backend):
         self.params = deployment.litellm_params.model_dump(exclude_none=True)
 
     def _call_args(self, body: dict[str, Any]) -> dict[str, Any]:
-        args = {k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")}
+        """litellm's keyword arguments: the deployment's own settings, and from the body only the
+        OpenAI parameters litellm knows; anything else rides in `extra_body` (JSON for the provider,
+        never read as client configuration). Connection fields never come from a body (they are
+        removed when it is parsed; this is the second lock)."""
+        args: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for k, v in body.items():
+            if k in ("model", "stream", "stream_options") or is_connection_field(k):
+                continue
+            (args if k in LITELLM_KWARGS else extra)[k] = v
+        if extra:
+            args["extra_body"] = extra
         args.update(self.params)
         args.pop("stream_timeout", None)
         args["timeout"] = self.timeout

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from guardrails.base import Verdict
+
 
 class GatewayError(Exception):
     """Base class: an error the caller should see in OpenAI's shape."""
@@ -119,3 +121,13 @@ def error_response_bytes(status: int, message: str, type_: str = "invalid_reques
                          code: str | None = None, param: str | None = None) -> bytes:
     """Render an error that did not start as a GatewayError (404 routes, framework errors)."""
     return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
+def from_verdict(verdict: Verdict) -> GatewayError:
+    """The HTTP error for a guardrail's verdict that is not allow."""
+    if verdict.action == "unavailable":
+        return GuardrailUnavailable(verdict.message)
+    if verdict.action == "refuse":
+        return PolicyRefusal(verdict.message, refusal=verdict.refusal or "", as_completion=verdict.as_completion,
+                             code=verdict.code or "content_policy_violation")
+    return PolicyBlocked(verdict.message, code=verdict.code)

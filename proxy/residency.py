@@ -11,7 +11,7 @@ import re
 from typing import Any, Callable
 
 from guardrails.base import Decision, GuardContext
-from guardrails.pii_guardrail import collect_slots
+from guardrails.request_shapes import text_slots
 from policies.loader import LoadedPolicy
 
 from . import errors
@@ -30,12 +30,12 @@ def residency_gate(ctx: GuardContext, lp: LoadedPolicy, hosted: set[str]) -> Cal
     def gate(backend: Backend, body: dict[str, Any]) -> dict[str, Any]:
         if backend.id not in hosted:
             return body
-        bad = sorted(set(ctx.state.get("pii_detected", ())) - allowed)
+        bad = sorted(set(ctx.pii_detected) - allowed)
         if not bad:
             return body
         action = "monitor" if res.mode == "monitor" else ("block" if res.on_violation == "refuse" else "redact")
-        if not ctx.state.get("residency_recorded"):
-            ctx.state["residency_recorded"] = True
+        if not ctx.residency_recorded:
+            ctx.residency_recorded = True
             ctx.decisions.append(Decision("residency", "residency.hosted", action, 1.0, res.mode,
                                           {"entities": bad, "backend": backend.id}))
         if action == "monitor":
@@ -44,11 +44,12 @@ def residency_gate(ctx: GuardContext, lp: LoadedPolicy, hosted: set[str]) -> Cal
             raise errors.ResidencyRefused(
                 f"Fallback to hosted backend '{backend.id}' refused by policy '{lp.policy.name}': "
                 f"{', '.join(bad)} may not leave the network")
-        return _redact_for_hosted(body, set(bad), ctx.state.get("pii_allowed_values", {}))
+        return _redact_for_hosted(body, set(bad), ctx.pii_allowed_values, ctx.scanned_fields)
     return gate
 
 
-def _redact_for_hosted(body: dict[str, Any], entities: set[str], raw_values: dict[str, list[str]]) -> dict[str, Any]:
+def _redact_for_hosted(body: dict[str, Any], entities: set[str], raw_values: dict[str, list[str]],
+                       scanned: tuple[str, ...] = ()) -> dict[str, Any]:
     """A copy of a (masked) body in which the given entity types are irreversibly redacted."""
     out = copy.deepcopy(body)
     values = sorted({v for e in entities for v in raw_values.get(e, ())}, key=len, reverse=True)
@@ -59,6 +60,6 @@ def _redact_for_hosted(body: dict[str, Any], entities: set[str], raw_values: dic
             text = text.replace(v, "[REDACTED]")
         return text
 
-    for slot in collect_slots("completions" if "prompt" in out else "chat", out):
+    for slot in text_slots("completions" if "prompt" in out else "chat", out, scanned):
         slot.write(fix(slot.text))
     return out

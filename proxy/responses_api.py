@@ -13,7 +13,9 @@ import orjson
 
 from . import errors
 
-_PASSTHROUGH = ("temperature", "top_p", "user", "seed", "stop", "n", "tool_choice", "parallel_tool_calls")
+#: Responses fields that mean the same in a chat request (the body was parsed: all are checked).
+_PASSTHROUGH = ("temperature", "top_p", "user", "seed", "stop", "n", "tool_choice", "parallel_tool_calls",
+                "top_logprobs", "service_tier", "prompt_cache_key", "safety_identifier")
 
 
 def _text_of(content: Any) -> str | list[dict[str, Any]]:
@@ -36,6 +38,10 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
     """Translate a Responses request to a chat-completions request."""
     if "model" not in body:
         raise errors.BadRequest("Missing required parameter: 'model'", param="model")
+    if body.get("previous_response_id") is not None:
+        raise errors.BadRequest("'previous_response_id' is not supported (the gateway stores no responses): "
+                                "send the conversation in 'input'", param="previous_response_id",
+                                code="unsupported_parameter")
     messages: list[dict[str, Any]] = []
     if body.get("instructions"):
         messages.append({"role": "system", "content": body["instructions"]})
@@ -69,6 +75,9 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
     for k in _PASSTHROUGH:
         if body.get(k) is not None:
             chat[k] = body[k]
+    effort = (body.get("reasoning") or {}).get("effort")
+    if effort is not None:
+        chat["reasoning_effort"] = effort
     if body.get("max_output_tokens") is not None:
         chat["max_tokens"] = body["max_output_tokens"]
     if body.get("tools"):

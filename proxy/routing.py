@@ -70,7 +70,7 @@ class Router:
     def plan(self, model: str) -> list[Backend]:
         """Backends to try for `model`, in order; NotFound if no such group."""
         if model not in self.groups:
-            raise errors.NotFound(f"The model '{model}' does not exist or is not served by this gateway",
+            raise errors.NotFound("The model named in 'model' does not exist or is not served by this gateway",
                                   param="model", code="model_not_found")
         order = list(self.groups[model])
         for fb in self.fallbacks.get(model, []):

@@ -8,15 +8,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable
 
-from proxy import errors
 from policies.loader import LoadedPolicy
 from policies.store import PolicyStore
 
-from ..base import Decision, GuardContext
-from .matcher import Encoder, RuleScore, TopicMatcher, latest_user_text
+from ..base import ALLOW, Decision, GuardContext, Guardrail, Verdict
+from ..request_shapes import latest_user_text
+from .matcher import Encoder, RuleScore, TopicMatcher
 
 
-class TopicGuardrail:
+class TopicGuardrail(Guardrail):
     name = "topics"
     read_only = True  # never rewrites the body: runs concurrently with the PII guardrail
 
@@ -66,33 +66,32 @@ class TopicGuardrail:
                                               {**s.as_detail(), "on": where}))
         return TopicMatcher.verdict(scores)
 
-    async def check_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> None:
+    async def scan_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> Verdict:
         lp = self.store.get(ctx.policy)
         topics = lp.policy.topics
         if topics.empty:
-            return
-        text = latest_user_text(kind, body)
+            return ALLOW
+        text = latest_user_text(kind, body)  # type: ignore[arg-type]
         if not text.strip():
-            return
+            return ALLOW
         hit = self._record(ctx, await self._scores(lp, text, False), "input")
-        if hit is not None:
-            raise errors.PolicyRefusal(
-                f"Request refused by policy '{lp.policy.name}': rule {hit.rule_id} (score {hit.score:.2f})",
-                refusal=topics.refusal.message, as_completion=topics.refusal.style == "completion",
-                code="topic_blocked")
+        if hit is None:
+            return ALLOW
+        return Verdict("refuse", hit.rule_id,
+                       f"Request refused by policy '{lp.policy.name}': rule {hit.rule_id} (score {hit.score:.2f})",
+                       "topic_blocked", topics.refusal.message, topics.refusal.style == "completion")
 
-    async def check_answer(self, ctx: GuardContext, text: str) -> str | None:
-        """For policies with `check_output`: the refusal text if the answer is on a denied topic."""
+    async def scan_output(self, ctx: GuardContext, text: str) -> Verdict:
+        """For policies with `check_output`: refuse an answer on a denied topic."""
         lp = self.store.get(ctx.policy)
         topics = lp.policy.topics
         if not topics.check_output or not topics.deny or not text.strip():
-            return None
+            return ALLOW
         hit = self._record(ctx, await self._scores(lp, text, True), "output")
-        return topics.refusal.message if hit is not None else None
+        if hit is None:
+            return ALLOW
+        return Verdict("refuse", hit.rule_id, "answer refused", "topic_blocked", topics.refusal.message, True)
 
-    def wants_answer(self, ctx: GuardContext) -> bool:
+    def wants_output_scan(self, ctx: GuardContext) -> bool:
         t = self.store.get(ctx.policy).policy.topics
         return t.check_output and bool(t.deny)
-
-    def output_filter(self, ctx: GuardContext) -> None:
-        return None

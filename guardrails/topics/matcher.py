@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, cast
 
 import numpy as np
 
@@ -127,7 +128,8 @@ class _MlpClassifier:
     def _softmax(z: np.ndarray) -> np.ndarray:
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        p: np.ndarray = e / e.sum(axis=1, keepdims=True)
+        return p
 
     def predict(self, vecs: np.ndarray) -> np.ndarray:
         """Class probabilities per text unit (units x classes)."""
@@ -150,7 +152,8 @@ class TopicMatcher:
         self.classifier: _MlpClassifier | None = None
         trainable = [c for c in self.deny if c.examples is not None]
         if policy.semantic_method == "classifier" and self.neutral is not None and trainable:
-            self.classifier = _MlpClassifier([c.examples for c in trainable] + [self.neutral])
+            # `trainable` holds only rules with examples
+            self.classifier = _MlpClassifier(cast("list[np.ndarray]", [c.examples for c in trainable]) + [self.neutral])
             self._class_of = {id(c): i for i, c in enumerate(trainable)}
         # The nearest neutral example matters only to rules scored by similarity, not by the classifier.
         self._neutral_similarity = self.neutral is not None and (self.classifier is None or len(trainable) < len(self.deny))
@@ -210,20 +213,3 @@ class TopicMatcher:
         """The enforce rule that blocks, if any (highest score first)."""
         fired = [s for s in scores if s.fired and s.mode == "enforce"]
         return max(fired, key=lambda s: s.score) if fired else None
-
-
-def latest_user_text(kind: str, body: dict[str, Any]) -> str:
-    """What topic rules judge: the newest user message (or the completion prompt)."""
-    if kind == "completions":
-        p = body.get("prompt")
-        return p if isinstance(p, str) else "\n".join(x for x in (p or []) if isinstance(x, str))
-    for m in reversed(body.get("messages") or []):
-        if m.get("role") != "user":
-            continue
-        c = m.get("content")
-        if isinstance(c, str):
-            return c
-        if isinstance(c, list):
-            return "\n".join(p["text"] for p in c if isinstance(p, dict) and isinstance(p.get("text"), str))
-        return ""
-    return ""

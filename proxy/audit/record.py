@@ -26,23 +26,6 @@ def _outcome(status: int, code: str | None, refused: bool) -> str:
     return "rejected" if status < 500 else "failed"
 
 
-def render_prompt(kind: str, body: dict[str, Any]) -> str:
-    if kind == "completions":
-        p = body.get("prompt")
-        return p if isinstance(p, str) else "\n".join(map(str, p or []))
-    lines = []
-    for m in body.get("messages") or []:
-        c = m.get("content")
-        if isinstance(c, list):
-            c = " ".join(p.get("text", "") for p in c if isinstance(p, dict))
-        text = c if isinstance(c, str) else ""
-        for call in m.get("tool_calls") or []:
-            fn = (call or {}).get("function") or {}
-            text += f" [tool_call {fn.get('name')}({fn.get('arguments')})]"
-        lines.append(f"{m.get('role')}: {text}")
-    return "\n".join(lines)
-
-
 @dataclass
 class AuditDraft:
     request_id: str
@@ -110,7 +93,7 @@ class AuditDraft:
             "policy": self.policy,
             "policy_version": self.policy_version,
             "decisions": decisions,
-            "pii": dict(ctx.state.get("pii_counts", {})) if ctx else {},
+            "pii": dict(ctx.pii_counts) if ctx else {},
             "outcome": _outcome(status, self.error_code, self.refused),
             "status": status,
             "error_code": self.error_code,

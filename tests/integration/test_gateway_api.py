@@ -151,10 +151,10 @@ def test_malformed_json_is_400_without_trace(gateway):
     assert err["type"] == "invalid_request_error" and "Traceback" not in r.text
 
 
-def test_invalid_parameters_are_422_naming_the_param(gateway):
+def test_invalid_parameters_are_400_naming_the_param(gateway):
     r = httpx.post(gateway.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {Gateway.KEY}"},
                    json={"model": "mixtral", "messages": [{"role": "user", "content": "x"}], "temperature": 9}, timeout=10)
-    assert r.status_code == 422 and r.json()["error"]["param"] == "temperature"
+    assert r.status_code == 400 and r.json()["error"]["param"] == "temperature"
     r = httpx.post(gateway.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {Gateway.KEY}"},
                    json={"model": "mixtral"}, timeout=10)
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
