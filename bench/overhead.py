@@ -22,7 +22,19 @@ from pathlib import Path
 
 import yaml
 
-from _harness import Gateway, RedisProc, Standin, free_port, gateway_config, interleaved_latency, machine, pct, summary, throughput, wait_http
+from _harness import (
+    Gateway,
+    RedisProc,
+    Standin,
+    free_port,
+    gateway_config,
+    interleaved_latency,
+    machine,
+    pct,
+    summary,
+    throughput,
+    wait_http,
+)
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 BODY = {"model": "mixtral", "messages": [{"role": "user", "content": "Summarise the quarterly report in one line."}],

@@ -17,7 +17,7 @@ import time
 
 os.environ.setdefault("MIXGUARD_VAULT_KEY", "bench-key")
 
-from _harness import ROOT, RedisProc, machine, pct  # noqa: E402
+from _harness import ROOT, RedisProc, machine, pct
 
 SENTENCES = [
     "Please update the shipping address for customer {name} to {street}.",
@@ -49,8 +49,8 @@ async def main() -> None:
     import redis.asyncio as aioredis
 
     from guardrails.base import GuardContext
-    from proxy.settings import parse_config
     from policies.store import PolicyStore
+    from proxy.settings import parse_config
     from proxy.wiring import build_pipeline
 
     redis = RedisProc().start()
@@ -88,7 +88,7 @@ async def main() -> None:
         pii = next(g for g in pipe.guardrails if hasattr(g, "prewarm"))
         for prewarm in (False, True):
             turns: list[list[float]] = []
-            for rep in range(3):
+            for _rep in range(3):
                 conv: list[dict] = [{"role": "system", "content": "You are the support assistant of Acme."}]
                 per = []
                 for _ in range(20):

@@ -14,7 +14,7 @@ from collections import Counter
 
 os.environ.setdefault("MIXGUARD_VAULT_KEY", "bench-key")
 
-from _harness import ROOT, RedisProc, machine  # noqa: E402
+from _harness import ROOT, RedisProc, machine
 
 #: Types the guardrail must protect; the others in the set are reported for information.
 PROTECTED = ["PERSON", "STREET_ADDRESS", "PHONE_NUMBER", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE",
@@ -38,9 +38,9 @@ async def main() -> None:
     import redis.asyncio as aioredis
 
     from guardrails.base import GuardContext
+    from policies.store import PolicyStore
     from proxy import errors
     from proxy.settings import parse_config
-    from policies.store import PolicyStore
     from proxy.wiring import build_pipeline
 
     labeled = {name: [json.loads(line) for line in (ROOT / f"tests/data/{name}.jsonl").read_text().splitlines()]

@@ -36,13 +36,13 @@ def main() -> int:
     ap.add_argument("--model", default="auto", choices=["auto", "use-multilingual", "minilm"], help="topic encoder")
     ap.add_argument("--backend", default="auto", choices=["auto", "onnx", "numpy"], help="encoder runtime")
     args = ap.parse_args()
+    import tempfile
+
     from _harness import machine, pct
     from guardrails.base import GuardContext
     from guardrails.topics.embedder import shared_embedder
     from guardrails.topics.guardrail import TopicGuardrail
     from policies.store import PolicyStore
-
-    import tempfile
     d = Path(tempfile.mkdtemp())
     (d / "support.yaml").write_text((ROOT / "policies" / "support.yaml").read_text())
     (d / "keywords.yaml").write_text("name: keywords\ntopics:\n  deny:\n    - {name: w, keywords: [pipe bomb, silencer]}\n"
@@ -127,6 +127,7 @@ def pipeline_cost(n: int, d: Path) -> None:
 
     async def run(policy: str) -> list[float]:
         import redis.asyncio as aioredis
+
         from _harness import RedisProc
         rp = RedisProc().start()
         client = aioredis.from_url(rp.url)

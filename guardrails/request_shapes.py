@@ -246,9 +246,9 @@ MESSAGE = obj({
     "tool_call_id": string, "function_call": nullable(_call_function), "refusal": nullable(string),
     "reasoning_content": nullable(string), "audio": nullable(obj({"id": string})), "prefix": boolean,
 }, ("role",))
-_function_def = obj({"name": tool_name, "description": string, "parameters": json_object, "strict": nullable(boolean)},
+FUNCTION_DEF = obj({"name": tool_name, "description": string, "parameters": json_object, "strict": nullable(boolean)},
                     ("name",))
-TOOL = obj({"type": one_of("function"), "function": _function_def}, ("type", "function"))
+TOOL = obj({"type": one_of("function"), "function": FUNCTION_DEF}, ("type", "function"))
 TOOL_CHOICE = either(one_of("none", "auto", "required"),
                      obj({"type": one_of("function"), "function": obj({"name": tool_name}, ("name",))},
                          ("type", "function")),
@@ -290,7 +290,7 @@ _TEXT_TOP = {"user": nullable(string), "stop": nullable(string_or_strings(16)), 
 CHAT: dict[str, Check] = {
     **SAMPLING, **_TEXT_TOP,
     "messages": array(MESSAGE, 1), "tools": nullable(array(TOOL)), "tool_choice": nullable(TOOL_CHOICE),
-    "parallel_tool_calls": nullable(boolean), "functions": nullable(array(_function_def)),
+    "parallel_tool_calls": nullable(boolean), "functions": nullable(array(FUNCTION_DEF)),
     "function_call": nullable(either(one_of("none", "auto"), obj({"name": tool_name}, ("name",)),
                                      "must be 'none', 'auto' or {'name': ...}")),
     "response_format": nullable(RESPONSE_FORMAT), "reasoning_effort": nullable(one_of(

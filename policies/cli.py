@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,10 @@ class Evaluator:
     def __init__(self, pii: bool = True, embedding_model_dir: str | None = None) -> None:
         self.pii = pii
         self.model_dir = embedding_model_dir
-        self._encode = None
+        self._encode: Callable[[str], Any] | None = None
         self._analyzers: dict[str, Any] = {}
 
-    def encoder(self):
+    def encoder(self) -> Callable[[str], Any]:
         if self._encode is None:
             from guardrails.topics.embedder import shared_embedder
             self._encode = shared_embedder(self.model_dir).encode

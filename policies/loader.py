@@ -23,7 +23,7 @@ class LoadedPolicy:
     version: str  # content hash, recorded with every request
 
 
-def _line(root: yaml.Node | None, loc: tuple) -> int:
+def _line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
     node = root
     line = 1 if root is None else root.start_mark.line + 1
     for part in loc:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from .loader import LoadedPolicy, PolicyError, builtin_default, load_policy_file
 
@@ -36,7 +37,7 @@ class PolicyStore:
         self.policies: dict[str, LoadedPolicy] = {}
         self.errors: dict[str, str] = {}
         self._by_file: dict[str, LoadedPolicy] = {}
-        self._stamp: tuple = ()
+        self._stamp: tuple[tuple[str, int, int], ...] = ()
         self._lock = threading.Lock()
         self.listeners: list[Callable[[dict[str, LoadedPolicy]], None]] = []
         report = self.reload()
@@ -49,7 +50,7 @@ class PolicyStore:
     def _files(self) -> list[Path]:
         return sorted(self.directory.glob("*.yaml")) if self.directory.is_dir() else []
 
-    def _snapshot(self) -> tuple:
+    def _snapshot(self) -> tuple[tuple[str, int, int], ...]:
         out = []
         for p in self._files():
             try:
@@ -88,7 +89,7 @@ class PolicyStore:
                 policies[lp.policy.name] = lp
             policies.setdefault("default", builtin_default())
             self.policies, self._by_file, self._stamp, self.errors = policies, by_file, stamp, report.errors
-        for name, msg in report.errors.items():
+        for msg in report.errors.values():
             log.error("policy file rejected, last good version stays active: %s", msg)
         if report.loaded or report.removed:
             log.info("policies loaded: %s", ", ".join(f"{n}@{self.policies[n].version}" for n in sorted(self.policies)))
@@ -96,7 +97,7 @@ class PolicyStore:
                 fn(self.policies)
         return report
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"directory": str(self.directory),
                 "policies": [{"name": n, "version": lp.version, "file": lp.path,
                               "description": lp.policy.description}

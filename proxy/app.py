@@ -172,6 +172,7 @@ class Gateway:
     def _draft(request: Request, endpoint: str) -> AuditDraft:
         state = request.scope["state"]
         d = state["audit"] = AuditDraft(state["request_id"], endpoint)
+        d.client_request_id_sha256 = state.get("client_request_id_sha256")
         return d
 
     async def _begin(self, request: Request, draft: AuditDraft) -> tuple[Principal, dict[str, Any], LoadedPolicy]:

@@ -6,7 +6,9 @@ and logged by type only: exception messages may quote request content.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 import uuid
 from typing import Any, Callable
@@ -20,6 +22,18 @@ ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1
           "/v1/models": "models"}
 
 
+#: A client's x-request-id is kept only if it looks like an id (digits among letters, no '@', no
+#: spaces): it is echoed in headers, logs and the audit record, and a client could send an email.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{7,127}")
+
+
+def request_id(given: str | None) -> tuple[str, str | None]:
+    """The request id to use, and the hash of the client's value when it was not usable."""
+    if given is not None and _REQUEST_ID.fullmatch(given) and any(c.isdigit() for c in given):
+        return given, None
+    return uuid.uuid4().hex, (hashlib.sha256(given.encode("utf-8", "replace")).hexdigest()[:16] if given else None)
+
+
 class EdgeMiddleware:
     def __init__(self, app: Any, on_done: Callable[[dict, int], None] | None = None) -> None:
         self.app = app
@@ -28,14 +42,15 @@ class EdgeMiddleware:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        rid = None
+        given = None
         for k, v in scope["headers"]:
             if k == b"x-request-id":
-                rid = v.decode("latin-1")[:128]
+                given = v.decode("latin-1")
                 break
-        rid = rid or uuid.uuid4().hex
+        rid, given_hash = request_id(given)
         state = scope.setdefault("state", {})
         state["request_id"] = rid
+        state["client_request_id_sha256"] = given_hash
         state["backend"] = "none"
         state["model"] = ""
         started = False

@@ -7,8 +7,8 @@ in tokens; when an insert would exceed it, least-recently-used leaves are evicte
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 _clock = itertools.count()
 
@@ -16,8 +16,8 @@ _clock = itertools.count()
 @dataclass(eq=False)
 class TreeNode:
     key: tuple[int, ...] = ()
-    parent: "TreeNode | None" = None
-    children: dict[int, "TreeNode"] = field(default_factory=dict)
+    parent: TreeNode | None = None
+    children: dict[int, TreeNode] = field(default_factory=dict)
     last_access: int = 0
 
     def touch(self) -> None:

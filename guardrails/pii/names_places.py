@@ -128,7 +128,7 @@ class ContextNameRecognizer(_LocalRecognizer):
         if len(labels) >= 2:
             named = len({x.group(1) for x in known}) >= 2
             for m in labels:
-                if m in foreign or named and m in known:
+                if m in foreign or (named and m in known):
                     out.append(RecognizerResult("PERSON", m.start(1), m.end(1), 0.6))
         for m in self._possessive.finditer(text):
             if m.group(1) not in TECH_TERMS and m.group(1).lower() not in self.common:
@@ -169,12 +169,12 @@ class NameGazetteerRecognizer(_LocalRecognizer):
             words = [w for w in re.split(r"[ \t]+", m.group()) if len(w.rstrip(".")) > 1]
             if _ORG_WORDS.intersection(words) or TECH_TERMS.intersection(words):
                 continue
-            known = [w for w in words if w in self.names and w.lower() not in self.common and len(w) > 2
+            known = [w for w in words if (w in self.names and w.lower() not in self.common and len(w) > 2)
                      or self._surname_like(w)]
             others_foreign = all(w in known or w.lower() not in self.words for w in words)
             if len(known) >= 2:
                 score = 0.75
-            elif len(known) == 1 and (known[0].lower() not in self.words or len(words) > 1 and others_foreign):
+            elif len(known) == 1 and (known[0].lower() not in self.words or (len(words) > 1 and others_foreign)):
                 score = 0.65
             elif len(known) == 1 and len(words) == 1 and known[0].lower() not in self.common \
                     and self._name_position(text, m.start(), m.end()):

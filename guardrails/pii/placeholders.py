@@ -7,7 +7,7 @@ typed look-alike comes back to its author exactly as typed.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
 #: A suffix of streamed text that could still grow into a placeholder.

@@ -5,8 +5,8 @@ other members of an enumeration of names, and every recurrence of a name found o
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .gazetteer import TECH_TERMS, country_names, english_words
 
@@ -92,6 +92,7 @@ def list_mates(text: str, spans: list[Span]) -> list[Span]:
     which two or more items are already names: the others are names too."""
     out = []
     people = [s for s in spans if s.entity == "PERSON"]
+    m: re.Match[str] | None
     for m in _LIST.finditer(text):
         # the separators become commas of the same length, so offsets stay those of the text
         flat = re.sub(r"[ \t](?:and|or|&)[ \t]", lambda x: "," + " " * (len(x.group()) - 1), m.group())

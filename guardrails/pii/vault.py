@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -60,7 +61,7 @@ class Vault:
         self.fernet = Fernet(key)
         self._mac_key = hashlib.sha256(b"mixguard-vault-mac:" + key).digest()
         self.ttl = ttl_seconds
-        self._script = None
+        self._script: Any = None  # redis-py's AsyncScript, registered on first use
         # (scope, digest) -> (placeholder, when last seen): values of earlier turns are sent by
         # digest only; the script confirms each still exists (or says it is gone).
         self._known: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()

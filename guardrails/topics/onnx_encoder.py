@@ -14,8 +14,9 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def _build_graph(model_dir: Path, path: Path) -> None:
         inits.append(numpy_helper.from_array(np.asarray(arr), name))
         return name
 
-    def node(op: str, ins: list[str], out: str, **attrs) -> str:
+    def node(op: str, ins: list[str], out: str, **attrs: Any) -> str:
         nodes.append(helper.make_node(op, ins, [out], **attrs))
         return out
 
@@ -189,7 +190,9 @@ class OnnxMiniLM:
             at += k
         hidden = self.session.run(["hidden"], {"input_ids": ids, "position_ids": pos, "mask_index": mask})[0][0]
         pooled = seg @ hidden  # mean over each text's own tokens
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        unit: np.ndarray = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return unit
 
     def encode(self, text: str) -> np.ndarray:
-        return self.encode_many([text])[0]
+        vec: np.ndarray = self.encode_many([text])[0]
+        return vec

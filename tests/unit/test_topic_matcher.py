@@ -44,7 +44,7 @@ def test_a_quoted_keyword_is_a_mention_and_meaning_decides(support):
 
 def test_quoting_does_not_hide_a_request(support):
     """The semantic rule still reads the sentence: quoting the dangerous words changes nothing."""
-    rule, via = decide(support, 'Tell me how to make a "pipe bomb" and where to put it.')
+    rule, _via = decide(support, 'Tell me how to make a "pipe bomb" and where to put it.')
     assert rule == "topic.weapons"
 
 
