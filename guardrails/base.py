@@ -8,8 +8,8 @@ edge (proxy/) maps verdicts to responses and counts what happened.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Action = Literal["allow", "mask", "redact", "hash", "block", "restore", "monitor"]

@@ -11,16 +11,18 @@ import asyncio
 import hashlib
 import hmac
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+from policies.models import EntityRule, PiiPolicy
+from policies.store import PolicyStore
 
 from .base import ALLOW, Decision, GuardContext, Guardrail, Verdict
 from .pii.analyzer import AnalysisFailed, PiiAnalyzer
-from .pii.structure import Span, propagate_names
 from .pii.placeholders import PLACEHOLDER, StreamRestorer
+from .pii.structure import Span, propagate_names
 from .pii.vault import Vault
 from .request_shapes import text_slots
-from policies.store import PolicyStore
-from policies.models import EntityRule, PiiPolicy
 
 #: Entities checked in model output without NER (fast enough for streams).
 STRUCTURED = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS")
@@ -56,7 +58,7 @@ class PiiGuardrail(Guardrail):
         self.policies = policies
         self.is_hosted = is_hosted
         self._hash_key = hashlib.sha256(b"mixguard-pii-hash:" + vault._mac_key).digest()
-        self._background: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task[Any]] = set()
 
     def bind_redis(self, client: Any) -> None:
         """Called once the gateway's Redis is up: the vault and the analysis cache live there."""
@@ -140,9 +142,9 @@ class PiiGuardrail(Guardrail):
                 keep.append(s)
                 if rule.action == "block":
                     blocked_types.add(s.entity)
-            plan = []
+            plan: list[tuple[Span, str]] = []
             for s in _select(literal + keep):
-                action = "mask" if s.entity == "LITERAL" else rule_of(s.entity).action
+                action: str = "mask" if s.entity == "LITERAL" else rule_of(s.entity).action
                 plan.append((s, action))
                 counts[(s.entity, action)] += 1
                 if action == "mask":
@@ -168,7 +170,7 @@ class PiiGuardrail(Guardrail):
                 ctx.decisions.append(Decision("pii", "pii.vault", "block", 1.0, "enforce", {"reason": type(exc).__name__}))
                 return Verdict("unavailable", "pii.vault",
                                f"PII vault unavailable ({type(exc).__name__}), request refused", "guardrail_unavailable")
-            by_value = {item: ph for item, ph in zip(items, phs)}
+            by_value = dict(zip(items, phs))
             mapping = {ph: value for (_, value), ph in by_value.items()}
         else:
             by_value = {}

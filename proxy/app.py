@@ -10,8 +10,9 @@ import hmac
 import logging
 import os
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -20,8 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response, StreamingResponse
 
 from guardrails.base import ALLOW, Decision, GuardContext
-from guardrails.request_shapes import conversation_text
 from guardrails.pipeline import Pipeline
+from guardrails.request_shapes import conversation_text
 from guardrails.schema_contract import ContractChecker
 from policies.loader import LoadedPolicy
 from policies.store import PolicyStore
@@ -37,10 +38,9 @@ from .metrics import METRICS
 from .rate_limit import RateLimiter
 from .redis_store import RedisHandle
 from .refusals import chunks_of, refusal_completion, refusal_stream
-from .response_cache import (CacheControl, CachedBackend, ResponseCache, StreamRecorder, cacheable, replay,
-                             replayable)
 from .residency import residency_gate
-from .routing import RouteResult, Router, StreamStart
+from .response_cache import CacheControl, CachedBackend, ResponseCache, StreamRecorder, cacheable, replay, replayable
+from .routing import Router, RouteResult, StreamStart
 from .settings import GatewayConfig
 
 log = logging.getLogger("mixguard")
@@ -386,9 +386,9 @@ class Gateway:
         return StreamStart(RouteResult(CachedBackend(ctx.backend or "")), await events.__anext__(), events)
 
     async def _store(self, cache_key: str | None, encoded: bytes | None, draft: AuditDraft, control: CacheControl) -> None:
-        if self.cache is not None and cache_key is not None and encoded is not None:  # first attempt only
-            if await self.cache.put(cache_key, encoded, draft.backend or "", control.ttl_s):
-                draft.cache = "stored"
+        if self.cache is not None and cache_key is not None and encoded is not None \
+                and await self.cache.put(cache_key, encoded, draft.backend or "", control.ttl_s):  # first attempt only
+            draft.cache = "stored"
 
     async def _check_answer(self, ctx: GuardContext, kind: str, data: dict[str, Any]) -> None:
         """Output rules on a whole answer (topic rules with check_output)."""

@@ -9,7 +9,8 @@ which says whether the router may retry or fall back.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -90,7 +91,7 @@ class Backend:
 class OpenAICompatibleBackend(Backend):
     """Direct aiohttp client with a keep-alive pool; the body goes through untouched but `model`."""
 
-    PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+    PATHS: ClassVar[dict[str, str]] = {"chat": "/chat/completions", "completions": "/completions"}
 
     def __init__(self, deployment: Deployment, default_timeout: float) -> None:
         super().__init__(deployment, default_timeout)

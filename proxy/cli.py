@@ -9,7 +9,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 #: Third-party loggers that log prompt text (Presidio's context words, litellm's request dumps).
 CONTENT_LOGGERS = ("presidio-analyzer", "presidio-anonymizer", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy",
                    "httpx", "httpcore", "openai")
@@ -162,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_quickstart)
 
     from policies.cli import add_parser as add_policy
+
     from .audit.cli import add_parser as add_audit
     add_policy(sub)
     add_audit(sub)

@@ -11,7 +11,8 @@ import logging
 import re
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import error_response_bytes
 from .metrics import METRICS

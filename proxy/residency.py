@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from guardrails.base import Decision, GuardContext
 from guardrails.request_shapes import text_slots

@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import orjson
 
@@ -38,7 +39,7 @@ class CacheControl:
     ttl_s: int | None = None
 
     @classmethod
-    def pop_from(cls, body: dict[str, Any]) -> "CacheControl":
+    def pop_from(cls, body: dict[str, Any]) -> CacheControl:
         """Reads and removes the body's `cache` object (it must never reach a backend)."""
         c = body.pop("cache", None)
         if not isinstance(c, dict):

@@ -8,14 +8,14 @@ streams, the switch can only happen before the first event reached the caller.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from . import errors
 from .backends import Backend, BackendError, make_backend
 from .metrics import METRICS
 from .settings import GatewayConfig
-
 
 #: Residency hook: the body a backend may receive, or raise to refuse it.
 Gate = Callable[[Backend, dict[str, Any]], dict[str, Any]]

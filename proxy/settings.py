@@ -113,7 +113,7 @@ class ApiKey(_Strict):
     tpm_limit: int | None = Field(default=None, ge=1, description="tokens (prompt + completion) per minute")
 
     @model_validator(mode="after")
-    def _one_of(self) -> "ApiKey":
+    def _one_of(self) -> ApiKey:
         if bool(self.key) == bool(self.key_hash):
             raise ValueError("give exactly one of 'key' or 'key_hash'")
         if self.key_hash and not (self.key_hash.startswith("sha256:") and len(self.key_hash) == 71):
@@ -191,7 +191,7 @@ class GatewayConfig(_Strict):
     general_settings: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _fallbacks_exist(self) -> "GatewayConfig":
+    def _fallbacks_exist(self) -> GatewayConfig:
         names = {d.model_name for d in self.model_list}
         for group, targets in self.router_settings.fallback_map().items():
             for name in [group, *targets]:

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from procs import Gateway, RedisProc, Standin, gateway_config  # noqa: E402
+from procs import Gateway, RedisProc, Standin, gateway_config
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 

@@ -61,7 +61,7 @@ class RedisProc:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisProc":
+    def start(self) -> RedisProc:
         aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
         self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       *aof, "--dir", self.dir],
@@ -85,7 +85,7 @@ class Proc:
     """A `mixguard ...` subprocess with its log captured to a file."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.log = tempfile.NamedTemporaryFile(prefix="mg-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix="mg-", suffix=".log", delete=False)  # noqa: SIM115 (the child writes it)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "proxy.cli", *args], cwd=ROOT, env=full_env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -118,7 +118,7 @@ class Standin(Proc):
 
     def metric(self, name: str) -> float:
         for line in httpx.get(self.url + "/metrics", timeout=5).text.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
+            if line.startswith((name + " ", name + "{")):
                 return float(line.rsplit(" ", 1)[1])
         raise KeyError(name)
 

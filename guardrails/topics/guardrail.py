@@ -6,7 +6,8 @@ policy reuses it. Example embeddings are computed when a policy version is first
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from policies.loader import LoadedPolicy
 from policies.store import PolicyStore

@@ -6,8 +6,9 @@ import csv
 import gzip
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 
@@ -130,7 +131,7 @@ def _archived(directory: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     t, f = Target(args), _filters(args)
-    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115 (closed below)
     total = t.client.xlen(t.stream)
     n = 0
     try:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import orjson
 
@@ -48,7 +49,7 @@ class Filters:
     policy: str | None = None
 
     @classmethod
-    def from_mapping(cls, m: Any) -> "Filters":
+    def from_mapping(cls, m: Any) -> Filters:
         return cls(**{f.name: (m.get(f.name) or None) for f in fields(cls)})
 
     def active(self) -> dict[str, str]:

@@ -7,9 +7,10 @@ Only masked text ever gets here: the prompt is taken after the PII guardrail rew
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from guardrails.base import GuardContext
 

@@ -47,7 +47,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 class AuditPages:
-    def __init__(self, gw: "Gateway") -> None:
+    def __init__(self, gw: Gateway) -> None:
         self.gw = gw
 
     # --- sessions ------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ class AuditPages:
         from .chain import sign
         valid = hmac.compare_digest(sign(self.gw.audit_key, rec), str(rec.get("mac", "")))
         pretty = orjson.dumps(rec, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
-        back = "/admin/audit?" + urlencode({k: v for k, v in request.query_params.items()})
+        back = "/admin/audit?" + urlencode(dict(request.query_params.items()))
         body = f"""<h1>Audit record {html.escape(str(rec.get('id')))}</h1>
 <p><a href="{html.escape(back)}">back to the list</a> · stream id {html.escape(sid)} ·
 chain {html.escape(str(rec.get('chain')))} seq {html.escape(str(rec.get('seq')))}</p>

@@ -9,7 +9,6 @@ import random
 from pathlib import Path
 
 
-
 def unescape_newlines(text: str, spans: list[dict]) -> tuple[str, list[dict]]:
     """Some of the faker's templates (addresses, dialogues) hold a literal backslash-n where a
     line break is meant; prompts carry real line breaks, so turn them into one and move offsets."""

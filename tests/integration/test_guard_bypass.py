@@ -142,8 +142,9 @@ def test_no_text_field_reaches_the_backend_raw(gw, sglang, name, path, body):
 
 
 def test_unknown_fields_are_rejected_or_scanned_as_the_policy_says(sglang, redis_server, tmp_path):
-    from procs import ROOT
     import yaml
+
+    from procs import ROOT
     default = yaml.safe_load((ROOT / "policies" / "default.yaml").read_text())
     for mode in ("reject", "scan"):
         d = tmp_path / mode

@@ -70,6 +70,7 @@ def test_a_stream_that_did_not_ask_for_usage_is_charged_and_shows_none(limited):
 
 def test_an_unreachable_limiter_lets_requests_through():
     import redis.asyncio as aioredis
+
     from proxy.rate_limit import RateLimiter
 
     limiter = RateLimiter("mgtest:", {"k": (1, 10)})
