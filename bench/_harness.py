@@ -1,4 +1,5 @@
 """Shared helpers for bench scripts: start processes, drive load with aiohttp, summarise latencies."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,8 +24,9 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
-async def sequential_latency(url: str, headers: dict[str, str], body: dict[str, Any], n: int,
-                             warmup: int = 50) -> list[float]:
+async def sequential_latency(
+    url: str, headers: dict[str, str], body: dict[str, Any], n: int, warmup: int = 50
+) -> list[float]:
     """Per-request wall time (ms) of n sequential keep-alive requests."""
     payload = orjson.dumps(body)
     out: list[float] = []
@@ -40,14 +42,17 @@ async def sequential_latency(url: str, headers: dict[str, str], body: dict[str, 
     return out
 
 
-async def interleaved_latency(targets: dict[str, tuple[str, dict[str, str]]], body: dict[str, Any], n: int,
-                              warmup: int = 50) -> dict[str, list[float]]:
+async def interleaved_latency(
+    targets: dict[str, tuple[str, dict[str, str]]], body: dict[str, Any], n: int, warmup: int = 50
+) -> dict[str, list[float]]:
     """Per-request wall time (ms) per target, requests alternating between targets so that
     machine noise lands on all of them alike."""
     payload = orjson.dumps(body)
     out: dict[str, list[float]] = {name: [] for name in targets}
-    sessions = {name: aiohttp.ClientSession(headers={"Content-Type": "application/json", **hdr})
-                for name, (_, hdr) in targets.items()}
+    sessions = {
+        name: aiohttp.ClientSession(headers={"Content-Type": "application/json", **hdr})
+        for name, (_, hdr) in targets.items()
+    }
     try:
         for i in range(warmup + n):
             for name, (url, _) in targets.items():
@@ -64,8 +69,9 @@ async def interleaved_latency(targets: dict[str, tuple[str, dict[str, str]]], bo
     return out
 
 
-async def throughput(url: str, headers: dict[str, str], body: dict[str, Any], concurrency: int,
-                     seconds: float) -> float:
+async def throughput(
+    url: str, headers: dict[str, str], body: dict[str, Any], concurrency: int, seconds: float
+) -> float:
     """Requests per second with `concurrency` workers for `seconds` (after a short warm-up)."""
     payload = orjson.dumps(body)
     done = 0

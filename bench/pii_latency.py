@@ -7,6 +7,7 @@ Runs the real guardrail (Presidio + bundled spaCy model, Redis vault and analysi
 process, against a Redis server it starts. Every prompt is fresh text (no cache hits) except the
 unchanged history of the conversation, which is the point of the per-turn figure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,16 @@ NAMES = ["Maria Gonzalez", "Peter Novak", "Aisha Khan", "John Miller", "Chen Wei
 def text_of(n_chars: int, rng: random.Random) -> str:
     out = []
     while sum(map(len, out)) < n_chars:
-        out.append(rng.choice(SENTENCES).format(
-            name=rng.choice(NAMES), street=f"{rng.randint(1, 999)} Baker Street", email=f"user{rng.randint(1, 10**6)}@example.com",
-            phone=f"(212) 555-{rng.randint(1000, 9999)}", n=rng.randint(1, 10**6), card="4111 1111 1111 1111"))
+        out.append(
+            rng.choice(SENTENCES).format(
+                name=rng.choice(NAMES),
+                street=f"{rng.randint(1, 999)} Baker Street",
+                email=f"user{rng.randint(1, 10**6)}@example.com",
+                phone=f"(212) 555-{rng.randint(1000, 9999)}",
+                n=rng.randint(1, 10**6),
+                card="4111 1111 1111 1111",
+            )
+        )
     return " ".join(out)[:n_chars]
 
 
@@ -56,16 +64,20 @@ async def main() -> None:
     redis = RedisProc().start()
     try:
         t0 = time.perf_counter()
-        cfg = parse_config("model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
-                           f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n"
-                           + (f"  pii: {{spacy_model: '{args.spacy_model}'}}\n" if args.spacy_model else ""))
+        cfg = parse_config(
+            "model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
+            f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n"
+            + (f"  pii: {{spacy_model: '{args.spacy_model}'}}\n" if args.spacy_model else "")
+        )
         pipe = build_pipeline(cfg, PolicyStore(cfg.mixguard.policies_dir))
         build_s = time.perf_counter() - t0
         client = aioredis.from_url(redis.url)
         for g in pipe.guardrails:
             getattr(g, "bind_redis", lambda _: None)(client)
         rng = random.Random(7)
-        print(f"# bench/pii_latency.py  {time.strftime('%Y-%m-%d')}  {machine()}  runs={args.runs}  (engine build {build_s:.1f} s)")
+        print(
+            f"# bench/pii_latency.py  {time.strftime('%Y-%m-%d')}  {machine()}  runs={args.runs}  (engine build {build_s:.1f} s)"
+        )
 
         async def once(messages: list[dict]) -> float:
             ctx = GuardContext("bench", "bench", "default", "r", conversation_id=None)
@@ -82,8 +94,10 @@ async def main() -> None:
         for n in (200, 2000, 16000):
             runs = args.runs if n < 16000 else max(5, args.runs // 3)
             lat = [await once([{"role": "user", "content": text_of(n, rng)}]) for _ in range(runs)]
-            print(f"prompt {n:>6} chars   p50 {pct(lat, 50):7.1f} ms   p99 {pct(lat, 99):7.1f} ms   ({runs} runs)"
-                  + (f"  runs: {', '.join(f'{x:.0f}' for x in lat)}" if n == 16000 else ""))
+            print(
+                f"prompt {n:>6} chars   p50 {pct(lat, 50):7.1f} ms   p99 {pct(lat, 99):7.1f} ms   ({runs} runs)"
+                + (f"  runs: {', '.join(f'{x:.0f}' for x in lat)}" if n == 16000 else "")
+            )
 
         pii = next(g for g in pipe.guardrails if hasattr(g, "prewarm"))
         for prewarm in (False, True):
@@ -104,8 +118,10 @@ async def main() -> None:
             t1 = sorted(p[0] for p in turns)[1]
             t20 = sorted(p[19] for p in turns)[1]
             label = "answers analysed after responding (as the gateway does)" if prewarm else "no answer prewarm"
-            print(f"20-turn conversation, 300-char turns, median of 3, {label}:  turn 1 {t1:.1f} ms   "
-                  f"turn 20 {t20:.1f} ms   ratio {t20 / t1:.2f}x")
+            print(
+                f"20-turn conversation, 300-char turns, median of 3, {label}:  turn 1 {t1:.1f} ms   "
+                f"turn 20 {t20:.1f} ms   ratio {t20 / t1:.2f}x"
+            )
 
         lags: list[float] = []
         stop = False
@@ -121,8 +137,10 @@ async def main() -> None:
         long_ms = await once([{"role": "user", "content": text_of(16000, rng)}])
         stop = True
         await tick
-        print(f"event loop while a 16,000-char prompt was analysed ({long_ms:.0f} ms): {len(lags)} ticks of 1 ms ran, "
-              f"max lag {max(lags):.1f} ms, p99 lag {pct(lags, 99):.1f} ms")
+        print(
+            f"event loop while a 16,000-char prompt was analysed ({long_ms:.0f} ms): {len(lags)} ticks of 1 ms ran, "
+            f"max lag {max(lags):.1f} ms, p99 lag {pct(lags, 99):.1f} ms"
+        )
         await client.aclose()
         for g in pipe.guardrails:
             getattr(g, "close", lambda: None)()

@@ -3,6 +3,7 @@
 
     python bench/pii_quality.py [--policy default] [--show-leaks 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,14 +18,28 @@ os.environ.setdefault("MIXGUARD_VAULT_KEY", "bench-key")
 from _harness import ROOT, RedisProc, machine
 
 #: Types the guardrail must protect; the others in the set are reported for information.
-PROTECTED = ["PERSON", "STREET_ADDRESS", "PHONE_NUMBER", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE",
-             "US_SSN", "IP_ADDRESS", "GPE"]
+PROTECTED = [
+    "PERSON",
+    "STREET_ADDRESS",
+    "PHONE_NUMBER",
+    "EMAIL_ADDRESS",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "IP_ADDRESS",
+    "GPE",
+]
 #: The recognizers were tuned looking at the leaks of pii_labeled, then pii_dev, then pii_dev2, then pii_heldout2 (after
 #: one untouched run); pii_heldout and pii_heldout3 (same generator and templates, other seeds: other names, places and
 #: numbers) were never looked at beyond their totals. tests/data/README.md tells the order.
-SETS = {"pii_labeled": "tuning set", "pii_dev": "second tuning set, seed 11", "pii_dev2": "third tuning set, seed 23",
-        "pii_heldout": "held-out set, never tuned on", "pii_heldout2": "seed 31: held out for one run, then tuned on",
-        "pii_heldout3": "third held-out set, seed 47, never tuned on"}
+SETS = {
+    "pii_labeled": "tuning set",
+    "pii_dev": "second tuning set, seed 11",
+    "pii_dev2": "third tuning set, seed 23",
+    "pii_heldout": "held-out set, never tuned on",
+    "pii_heldout2": "seed 31: held out for one run, then tuned on",
+    "pii_heldout3": "third held-out set, seed 47, never tuned on",
+}
 STRUCTURED = ["CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS"]
 
 
@@ -43,14 +58,18 @@ async def main() -> None:
     from proxy.settings import parse_config
     from proxy.wiring import build_pipeline
 
-    labeled = {name: [json.loads(line) for line in (ROOT / f"tests/data/{name}.jsonl").read_text().splitlines()]
-               for name in (args.set or SETS)}
+    labeled = {
+        name: [json.loads(line) for line in (ROOT / f"tests/data/{name}.jsonl").read_text().splitlines()]
+        for name in (args.set or SETS)
+    }
     clean = [json.loads(line)["text"] for line in (ROOT / "tests/data/clean_prompts.jsonl").read_text().splitlines()]
     redis = RedisProc().start()
     try:
-        cfg = parse_config("model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
-                           f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n"
-                           + (f"  pii: {{spacy_model: '{args.spacy_model}'}}\n" if args.spacy_model else ""))
+        cfg = parse_config(
+            "model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
+            f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n"
+            + (f"  pii: {{spacy_model: '{args.spacy_model}'}}\n" if args.spacy_model else "")
+        )
         pipe = build_pipeline(cfg, PolicyStore(cfg.mixguard.policies_dir))
         client = aioredis.from_url(redis.url)
         for g in pipe.guardrails:
@@ -75,8 +94,10 @@ async def main() -> None:
             out, decisions = await masked(text, 10_000 + i)
             if out != text:
                 fps.append((text, [d.rule_id for d in decisions]))
-        print(f"# bench/pii_quality.py  {time.strftime('%Y-%m-%d')}  {machine()}  policy={args.policy}  "
-              f"{len(clean)} clean prompts")
+        print(
+            f"# bench/pii_quality.py  {time.strftime('%Y-%m-%d')}  {machine()}  policy={args.policy}  "
+            f"{len(clean)} clean prompts"
+        )
         for name, records in labeled.items():
             total, leaked = Counter(), Counter()
             examples = []
@@ -96,10 +117,14 @@ async def main() -> None:
             s_tot = sum(total[t] for t in STRUCTURED)
             s_leak = sum(leaked[t] for t in STRUCTURED)
             print(f"leak rate, protected types: {100 * p_leak / p_tot:.1f}% ({p_leak}/{p_tot})   target <= 3%")
-            print(f"leak rate, structured identifiers: {100 * s_leak / max(s_tot, 1):.1f}% ({s_leak}/{s_tot})   target <= 1%")
+            print(
+                f"leak rate, structured identifiers: {100 * s_leak / max(s_tot, 1):.1f}% ({s_leak}/{s_tot})   target <= 1%"
+            )
             for t, v, out in examples[: args.show_leaks]:
                 print(f"    leak {t}: {v!r} in {out[:160]!r}")
-        print(f"\nfalse positives on clean prompts: {100 * len(fps) / len(clean):.1f}% ({len(fps)}/{len(clean)})   target <= 3%")
+        print(
+            f"\nfalse positives on clean prompts: {100 * len(fps) / len(clean):.1f}% ({len(fps)}/{len(clean)})   target <= 3%"
+        )
         for text, rules in fps[: args.show_leaks]:
             print(f"    false positive {rules}: {text[:90]!r}")
         await client.aclose()

@@ -7,6 +7,7 @@ unit computed once and shared by every rule, classifier, keyword and regex rules
 shipped policies/support.yaml (4 deny rules, 60 examples), for prompts of 100, 500 and 2,000
 characters, and a keyword-only policy for comparison. Target (issue 4): <= 5 ms p50 at 500 chars.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,10 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-TEXT = ("I am trying to export the quarterly invoices from the billing module to a spreadsheet, but the export "
-        "button stays grey even though I am an administrator. Yesterday it worked fine on my laptop. Could you "
-        "tell me which permission is missing, and whether the export can be scheduled every Monday morning? "
-        "We also need the file to include the tax column and the customer reference for our accountant. ")
+TEXT = (
+    "I am trying to export the quarterly invoices from the billing module to a spreadsheet, but the export "
+    "button stays grey even though I am an administrator. Yesterday it worked fine on my laptop. Could you "
+    "tell me which permission is missing, and whether the export can be scheduled every Monday morning? "
+    "We also need the file to include the tax column and the customer reference for our accountant. "
+)
 
 
 def prompt(chars: int) -> str:
@@ -43,10 +46,13 @@ def main() -> int:
     from guardrails.topics.embedder import shared_embedder
     from guardrails.topics.guardrail import TopicGuardrail
     from policies.store import PolicyStore
+
     d = Path(tempfile.mkdtemp())
     (d / "support.yaml").write_text((ROOT / "policies" / "support.yaml").read_text())
-    (d / "keywords.yaml").write_text("name: keywords\ntopics:\n  deny:\n    - {name: w, keywords: [pipe bomb, silencer]}\n"
-                                     "    - {name: g, regex: ['\\broulette\\b']}\n")
+    (d / "keywords.yaml").write_text(
+        "name: keywords\ntopics:\n  deny:\n    - {name: w, keywords: [pipe bomb, silencer]}\n"
+        "    - {name: g, regex: ['\\broulette\\b']}\n"
+    )
     t0 = time.perf_counter()
     store = PolicyStore(d)
     guard = TopicGuardrail(store, lambda: shared_embedder(backend=args.backend, model=args.model).encode)
@@ -72,8 +78,10 @@ def main() -> int:
             units = len(m.vector(text)) if m.semantic else 0
             lat = asyncio.run(run(policy, text))
             results[(policy, chars)] = lat
-            print(f"{policy:<9} {chars:>5} chars  {units:>2} units   p50 {pct(lat, 50):7.2f} ms   "
-                  f"p99 {pct(lat, 99):7.2f} ms   mean {statistics.mean(lat):7.2f} ms")
+            print(
+                f"{policy:<9} {chars:>5} chars  {units:>2} units   p50 {pct(lat, 50):7.2f} ms   "
+                f"p99 {pct(lat, 99):7.2f} ms   mean {statistics.mean(lat):7.2f} ms"
+            )
     enc = shared_embedder(backend=args.backend, model=args.model)
     print(f"encoder: {type(enc).__name__}")
     t = [0.0] * 50
@@ -84,16 +92,23 @@ def main() -> int:
     print(f"one embedding of the whole 500 chars: p50 {pct(t, 50):.2f} ms")
     if hasattr(enc, "encode_many"):  # all sentences in one call vs one call per sentence, interleaved
         import re
+
         units = [u for u in re.split(r"(?<=[.!?;:])\s+", prompt(500)) if len(u.split()) >= 4]
         packed, each = interleaved(lambda: enc.encode_many(units), lambda: [enc.encode(u) for u in units])
-        print(f"{len(units)} sentences of 500 chars: all in one call p50 {pct(packed, 50):.2f} ms, one call each "
-              f"p50 {pct(each, 50):.2f} ms (ratio {pct(each, 50) / pct(packed, 50):.2f}x, same run)")
+        print(
+            f"{len(units)} sentences of 500 chars: all in one call p50 {pct(packed, 50):.2f} ms, one call each "
+            f"p50 {pct(each, 50):.2f} ms (ratio {pct(each, 50) / pct(packed, 50):.2f}x, same run)"
+        )
         slow = shared_embedder(backend="numpy", model=args.model)
         if type(slow) is not type(enc):  # the numpy fallback of the same model
-            a, b = interleaved(lambda: enc.encode_many(units), lambda: slow.encode_many(units) if hasattr(slow, "encode_many")
-                               else [slow.encode(u) for u in units])
-            print(f"{len(units)} sentences of 500 chars: {type(enc).__name__} p50 {pct(a, 50):.2f} ms, numpy fallback "
-                  f"{type(slow).__name__} p50 {pct(b, 50):.2f} ms (ratio {pct(b, 50) / pct(a, 50):.2f}x, same run)")
+            a, b = interleaved(
+                lambda: enc.encode_many(units),
+                lambda: slow.encode_many(units) if hasattr(slow, "encode_many") else [slow.encode(u) for u in units],
+            )
+            print(
+                f"{len(units)} sentences of 500 chars: {type(enc).__name__} p50 {pct(a, 50):.2f} ms, numpy fallback "
+                f"{type(slow).__name__} p50 {pct(b, 50):.2f} ms (ratio {pct(b, 50) / pct(a, 50):.2f}x, same run)"
+            )
     p50 = pct(results[("support", 500)], 50)
     print(f"topic check at 500 chars: p50 {p50:.2f} ms (target <= 5 ms): {'met' if p50 <= 5 else 'NOT met'}")
     pipeline_cost(args.n, d)
@@ -120,8 +135,10 @@ def pipeline_cost(n: int, d: Path) -> None:
     from proxy.wiring import build_pipeline
 
     (d / "pii-only.yaml").write_text("name: pii-only\n")
-    cfg = parse_config("model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
-                       f"mixguard:\n  policies_dir: {d}\n  pii: {{long_text_processes: 0}}\n")  # 500 chars: threads
+    cfg = parse_config(
+        "model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
+        f"mixguard:\n  policies_dir: {d}\n  pii: {{long_text_processes: 0}}\n"
+    )  # 500 chars: threads
     store = PolicyStore(d)
     pipe = build_pipeline(cfg, store)
 
@@ -129,6 +146,7 @@ def pipeline_cost(n: int, d: Path) -> None:
         import redis.asyncio as aioredis
 
         from _harness import RedisProc
+
         rp = RedisProc().start()
         client = aioredis.from_url(rp.url)
         for g in pipe.guardrails:
@@ -148,9 +166,11 @@ def pipeline_cost(n: int, d: Path) -> None:
         return out
 
     both, alone = asyncio.run(run("support")), asyncio.run(run("pii-only"))
-    print(f"whole input check at 500 chars (uncached): PII only p50 {pct(alone, 50):.2f} ms, PII + topics "
-          f"p50 {pct(both, 50):.2f} ms: topics add {pct(both, 50) - pct(alone, 50):+.2f} ms "
-          f"(ratio {pct(both, 50) / pct(alone, 50):.2f}; they run concurrently)")
+    print(
+        f"whole input check at 500 chars (uncached): PII only p50 {pct(alone, 50):.2f} ms, PII + topics "
+        f"p50 {pct(both, 50):.2f} ms: topics add {pct(both, 50) - pct(alone, 50):+.2f} ms "
+        f"(ratio {pct(both, 50) / pct(alone, 50):.2f}; they run concurrently)"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ recall per topic and per kind (direct, paraphrase, other language, role-play), t
 rate on allowed prompts (product questions, tech, general, near misses), and a sweep showing what
 a uniform threshold shift would trade. Targets (issue 4): recall >= 95% at false-block <= 2%.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,12 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--policy", default=str(ROOT / "policies" / "support.yaml"))
-    ap.add_argument("--data", action="append",
-                    help="labeled JSONL (default: all topics_*.jsonl sets in the order they were written; the policy trains "
-                         "on all but topics_heldout5.jsonl, see tests/data/README.md)")
+    ap.add_argument(
+        "--data",
+        action="append",
+        help="labeled JSONL (default: all topics_*.jsonl sets in the order they were written; the policy trains "
+        "on all but topics_heldout5.jsonl, see tests/data/README.md)",
+    )
     ap.add_argument("--show-errors", action="store_true")
     ap.add_argument("--model", default="auto", choices=["auto", "use-multilingual", "minilm"], help="topic encoder")
     ap.add_argument("--backend", default="auto", choices=["auto", "onnx", "numpy"], help="encoder runtime")
@@ -44,11 +48,20 @@ def main() -> int:
     t0 = time.perf_counter()
     matcher = TopicMatcher(lp.policy.topics, enc)
     prep = time.perf_counter() - t0
-    datasets = args.data or [str(ROOT / "tests" / "data" / f"topics_{n}.jsonl") for n in ("labeled", "heldout", "heldout2", "heldout3", "heldout4", "heldout5")]
+    datasets = args.data or [
+        str(ROOT / "tests" / "data" / f"topics_{n}.jsonl")
+        for n in ("labeled", "heldout", "heldout2", "heldout3", "heldout4", "heldout5")
+    ]
     for path in datasets:
         print(f"\n===== {Path(path).name}")
-        report(lp, enc, matcher, prep, [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()],
-               args.show_errors)
+        report(
+            lp,
+            enc,
+            matcher,
+            prep,
+            [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()],
+            args.show_errors,
+        )
     return 0
 
 
@@ -72,8 +85,10 @@ def report(lp, enc, matcher, prep: float, rows: list[dict], show_errors: bool) -
 
     blocked_rows = [(r, s) for r, s in scored if r["expect"] == "block"]
     allowed_rows = [(r, s) for r, s in scored if r["expect"] == "allow"]
-    print(f"policy {lp.policy.name}@{lp.version}; {len(blocked_rows)} prompts to block, {len(allowed_rows)} to allow; "
-          f"example embeddings prepared in {prep * 1000:.0f} ms")
+    print(
+        f"policy {lp.policy.name}@{lp.version}; {len(blocked_rows)} prompts to block, {len(allowed_rows)} to allow; "
+        f"example embeddings prepared in {prep * 1000:.0f} ms"
+    )
     by_kind, by_topic = defaultdict(lambda: [0, 0]), defaultdict(lambda: [0, 0])
     errors = []
     for r, s in blocked_rows:
@@ -101,8 +116,10 @@ def report(lp, enc, matcher, prep: float, rows: list[dict], show_errors: bool) -
     print(f"{'':<24}" + "".join(f"{v[0] / v[1]:>11.1%} " for _, v in sorted(by_kind.items())))
     print(f"{'false blocks by kind':<24}" + "".join(f"{k:>12}" for k in sorted(fb_kind)))
     print(f"{'':<24}" + "".join(f"{v[0] / v[1]:>11.1%} " for _, v in sorted(fb_kind.items())))
-    print(f"\nOVERALL recall {recall:.1%}  false-block rate {false_block:.1%}  precision {precision:.1%}"
-          f"   (targets: recall >= 95% at false-block <= 2%)")
+    print(
+        f"\nOVERALL recall {recall:.1%}  false-block rate {false_block:.1%}  precision {precision:.1%}"
+        f"   (targets: recall >= 95% at false-block <= 2%)"
+    )
     print("\nthreshold shift sweep (all deny rules):")
     for shift in (-0.1, -0.05, 0.0, 0.05, 0.1):
         res = shifted(shift)

@@ -6,6 +6,7 @@ body in place and returns a `Verdict`), may return an `OutputFilter` that rewrit
 judge the whole answer (`scan_output`). Guardrails never raise HTTP errors or write metrics: the
 edge (proxy/) maps verdicts to responses and counts what happened.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -5,6 +5,7 @@ parts of content arrays, tool-call arguments, completion prompts). Each entity t
 policy's action: mask (reversible placeholder), redact, hash, block or allow. Fails closed: if
 analysis errors or times out, the request is refused with 503 and never forwarded.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,8 +52,13 @@ def _select(spans: list[Span]) -> list[Span]:
 class PiiGuardrail(Guardrail):
     name = "pii"
 
-    def __init__(self, analyzer: PiiAnalyzer, vault: Vault, policies: PolicyStore,
-                 is_hosted: Callable[[str | None], bool] = lambda _: False) -> None:
+    def __init__(
+        self,
+        analyzer: PiiAnalyzer,
+        vault: Vault,
+        policies: PolicyStore,
+        is_hosted: Callable[[str | None], bool] = lambda _: False,
+    ) -> None:
         self.analyzer = analyzer
         self.vault = vault
         self.policies = policies
@@ -98,12 +104,17 @@ class PiiGuardrail(Guardrail):
             ctx.pii_checked = True
             return ALLOW
         try:
-            found = await self.analyzer.analyze_many([s.text for s in slots], self._entities(policy),
-                                                     policy.analyze_timeout_s)
+            found = await self.analyzer.analyze_many(
+                [s.text for s in slots], self._entities(policy), policy.analyze_timeout_s
+            )
         except AnalysisFailed as exc:
             ctx.decisions.append(Decision("pii", "pii.analysis", "block", 1.0, "enforce", {"reason": str(exc)}))
-            return Verdict("unavailable", "pii.analysis", f"PII guardrail unavailable, request refused: {exc}",
-                           "guardrail_unavailable")
+            return Verdict(
+                "unavailable",
+                "pii.analysis",
+                f"PII guardrail unavailable, request refused: {exc}",
+                "guardrail_unavailable",
+            )
         rules: dict[str, EntityRule] = {}
 
         def rule_of(entity: str) -> EntityRule:  # called for every span: built once per request
@@ -128,7 +139,7 @@ class PiiGuardrail(Guardrail):
                 rule = rule_of(s.entity)
                 if s.score < (rule.threshold or 0):
                     continue
-                value = slot.text[s.start:s.end]
+                value = slot.text[s.start : s.end]
                 if value.strip().lower() in allow:
                     continue
                 detected.add(s.entity)
@@ -148,7 +159,7 @@ class PiiGuardrail(Guardrail):
                 plan.append((s, action))
                 counts[(s.entity, action)] += 1
                 if action == "mask":
-                    to_mask[(s.entity, slot.text[s.start:s.end])] = None
+                    to_mask[(s.entity, slot.text[s.start : s.end])] = None
             plans.append(plan)
         for (entity, action), n in sorted(counts.items()):
             ctx.decisions.append(Decision("pii", f"pii.{entity}", action, 1.0, "enforce", {"count": n}))
@@ -158,8 +169,12 @@ class PiiGuardrail(Guardrail):
         ctx.pii_allowed_values = allowed_values  # raw, in memory only: residency may redact them
         blocked = sorted(blocked_types)
         if blocked:
-            return Verdict("block", f"pii.{blocked[0]}", f"Request blocked by policy '{ctx.policy}': rule "
-                           f"pii.{blocked[0]} (found {', '.join(blocked)})", "pii_blocked")
+            return Verdict(
+                "block",
+                f"pii.{blocked[0]}",
+                f"Request blocked by policy '{ctx.policy}': rule pii.{blocked[0]} (found {', '.join(blocked)})",
+                "pii_blocked",
+            )
         mapping: dict[str, str] = {}
         if to_mask:
             conv = self._conversation(ctx, kind, body)
@@ -167,9 +182,15 @@ class PiiGuardrail(Guardrail):
             try:
                 phs = await self.vault.placeholders(ctx.key_id, conv, items)
             except Exception as exc:  # Redis down: without the vault nothing can be masked reversibly
-                ctx.decisions.append(Decision("pii", "pii.vault", "block", 1.0, "enforce", {"reason": type(exc).__name__}))
-                return Verdict("unavailable", "pii.vault",
-                               f"PII vault unavailable ({type(exc).__name__}), request refused", "guardrail_unavailable")
+                ctx.decisions.append(
+                    Decision("pii", "pii.vault", "block", 1.0, "enforce", {"reason": type(exc).__name__})
+                )
+                return Verdict(
+                    "unavailable",
+                    "pii.vault",
+                    f"PII vault unavailable ({type(exc).__name__}), request refused",
+                    "guardrail_unavailable",
+                )
             by_value = dict(zip(items, phs))
             mapping = {ph: value for (_, value), ph in by_value.items()}
         else:
@@ -179,8 +200,8 @@ class PiiGuardrail(Guardrail):
                 continue
             text = slot.text
             for s, action in reversed(plan):
-                value = text[s.start:s.end]
-                text = text[:s.start] + self._replacement(s.entity, value, action, by_value) + text[s.end:]
+                value = text[s.start : s.end]
+                text = text[: s.start] + self._replacement(s.entity, value, action, by_value) + text[s.end :]
             slot.write(text)
         ctx.pii_map = mapping
         pii_counts: Counter[str] = Counter()
@@ -222,7 +243,8 @@ class PiiGuardrail(Guardrail):
         if not policy.enabled or not texts:
             return
         task = asyncio.get_running_loop().create_task(
-            self.analyzer.analyze_many(texts, self._entities(policy), policy.analyze_timeout_s))
+            self.analyzer.analyze_many(texts, self._entities(policy), policy.analyze_timeout_s)
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failed prewarm is only a cache miss
@@ -238,17 +260,21 @@ class PiiGuardrail(Guardrail):
         structured_only = set(entities) <= set(STRUCTURED)
 
         def scan(text: str) -> str:
-            if structured_only and not any(c.isdigit() or c == "@" for c in text):
+            if structured_only and not any(c.isdigit() or c in "@\uff20\ufe6b" for c in text):
                 return text
-            spans = [s for s in self.analyzer.structured_scan(text, entities)
-                     if s.score >= (policy.rule(s.entity).threshold or 0)
-                     and text[s.start:s.end].lower() not in allow
-                     and not PLACEHOLDER.search(text[s.start:s.end])]
+            spans = [
+                s
+                for s in self.analyzer.structured_scan(text, entities)
+                if s.score >= (policy.rule(s.entity).threshold or 0)
+                and text[s.start : s.end].lower() not in allow
+                and not PLACEHOLDER.search(text[s.start : s.end])
+            ]
             for s in reversed(_select(spans)):
-                text = text[:s.start] + f"[REDACTED:{s.entity}]" + text[s.end:]
+                text = text[: s.start] + f"[REDACTED:{s.entity}]" + text[s.end :]
                 if record:
                     ctx.decisions.append(Decision("pii", f"pii.output.{s.entity}", "redact", s.score, "enforce", {}))
             return text
+
         return scan
 
 
@@ -270,7 +296,7 @@ def _hold_identifier_tail(text: str, limit: int = 64) -> int:
         return floor
     while cut > floor:
         prev = _word_start(text, cut)
-        group = text[prev:cut - 1]
+        group = text[prev : cut - 1]
         if group and len(group) <= 12 and any(c.isdigit() for c in group):
             cut = prev
         else:

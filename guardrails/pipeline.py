@@ -1,4 +1,5 @@
 """Runs the configured guardrails in order on the request, and their output filters on the answer."""
+
 from __future__ import annotations
 
 import asyncio
@@ -68,6 +69,7 @@ class Pipeline:
                 if not verdict.allowed:
                     return verdict
             return ALLOW
+
         tasks.append(asyncio.ensure_future(rewrite()))
         pending = set(tasks)
         try:
@@ -109,6 +111,7 @@ class Pipeline:
             for f in fns:
                 text = f(text)
             return text
+
         return redact
 
     def output_chain(self, ctx: GuardContext) -> _Chain | None:
@@ -133,8 +136,9 @@ class Pipeline:
                 choice["text"] = chain.text(choice["text"])
 
     @staticmethod
-    async def apply_to_stream(chain_factory: Any, kind: str,
-                              events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    async def apply_to_stream(
+        chain_factory: Any, kind: str, events: AsyncIterator[dict[str, Any]]
+    ) -> AsyncIterator[dict[str, Any]]:
         """Rewrite streamed chunks. Each choice's content and each tool call's arguments get their
         own filter chain, since a placeholder may be split across chunks in any of them.
 
@@ -168,7 +172,8 @@ class Pipeline:
                             tail = chains.pop(key).flush()
                             if tail:
                                 delta.setdefault("tool_calls", []).append(
-                                    {"index": key[1], "function": {"arguments": tail}})
+                                    {"index": key[1], "function": {"arguments": tail}}
+                                )
                         choice["delta"] = delta
                 else:
                     if isinstance(choice.get("text"), str):

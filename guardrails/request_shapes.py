@@ -13,6 +13,7 @@ Why a table and hand-written checks rather than pydantic models: the body is for
 wrote it (key order, numbers, unknown-but-allowed extras), and these checks cost microseconds on the
 hot path; the table is the typed model.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,19 +31,70 @@ MAX_DEPTH = 64
 #: Fields that would steer the connection if a client library (litellm above all) read them from a
 #: body: where to send the request, with which credentials and headers, through which provider.
 #: Never kept, under any `unknown_fields` setting.
-CONNECTION_FIELDS = frozenset({
-    "api_base", "base_url", "api_key", "api_version", "api_type", "organization", "project",
-    "extra_headers", "headers", "extra_body", "extra_query", "custom_llm_provider", "deployment_id",
-    "azure_ad_token", "azure_ad_token_provider", "azure_username", "azure_password", "tenant_id", "client_id",
-    "client_secret", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name",
-    "aws_profile_name", "aws_role_name", "aws_web_identity_token", "aws_bedrock_runtime_endpoint",
-    "vertex_project", "vertex_location", "vertex_credentials", "vertex_ai_project", "vertex_ai_location",
-    "region_name", "timeout", "num_retries", "max_retries", "mock_response", "mock_tool_calls", "fallbacks",
-    "context_window_fallbacks", "model_list", "proxy_server_request", "client", "input_cost_per_token",
-    "output_cost_per_token", "cost_per_token", "litellm_params", "litellm_metadata", "litellm_call_id",
-    "litellm_logging_obj", "callbacks", "success_callback", "failure_callback", "ssl_verify", "http_client",
-    "bootstrap_host", "bootstrap_port", "bootstrap_room", "lora_path",
-})
+CONNECTION_FIELDS = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "api_type",
+        "organization",
+        "project",
+        "extra_headers",
+        "headers",
+        "extra_body",
+        "extra_query",
+        "custom_llm_provider",
+        "deployment_id",
+        "azure_ad_token",
+        "azure_ad_token_provider",
+        "azure_username",
+        "azure_password",
+        "tenant_id",
+        "client_id",
+        "client_secret",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_region_name",
+        "aws_profile_name",
+        "aws_role_name",
+        "aws_web_identity_token",
+        "aws_bedrock_runtime_endpoint",
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
+        "vertex_ai_project",
+        "vertex_ai_location",
+        "region_name",
+        "timeout",
+        "num_retries",
+        "max_retries",
+        "mock_response",
+        "mock_tool_calls",
+        "fallbacks",
+        "context_window_fallbacks",
+        "model_list",
+        "proxy_server_request",
+        "client",
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "cost_per_token",
+        "litellm_params",
+        "litellm_metadata",
+        "litellm_call_id",
+        "litellm_logging_obj",
+        "callbacks",
+        "success_callback",
+        "failure_callback",
+        "ssl_verify",
+        "http_client",
+        "bootstrap_host",
+        "bootstrap_port",
+        "bootstrap_room",
+        "lora_path",
+    }
+)
 _CONNECTION_PREFIXES = ("litellm_", "aws_", "azure_", "vertex_", "watsonx_", "bedrock_", "sagemaker_")
 
 
@@ -81,6 +133,7 @@ def num(lo: float | None = None, hi: float | None = None) -> Check:
         if not _is_num(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
             raise _fail(path, f"must be a number{_range(lo, hi)}")
         return v
+
     return check
 
 
@@ -89,6 +142,7 @@ def integer(lo: int | None = None, hi: int | None = None) -> Check:
         if not _is_int(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
             raise _fail(path, f"must be an integer{_range(lo, hi)}")
         return v
+
     return check
 
 
@@ -117,12 +171,14 @@ def one_of(*values: str) -> Check:
         if v not in values:
             raise _fail(path, f"must be one of {', '.join(repr(x) for x in values)}")
         return v
+
     return check
 
 
 def nullable(inner: Check) -> Check:
     def check(v: Any, path: str, p: _Parse) -> Any:
         return None if v is None else inner(v, path, p)
+
     return check
 
 
@@ -133,6 +189,7 @@ def string_or_strings(max_items: int) -> Check:
         if isinstance(v, list) and len(v) <= max_items and all(isinstance(x, str) for x in v):
             return v
         raise _fail(path, f"must be a string or an array of at most {max_items} strings")
+
     return check
 
 
@@ -163,17 +220,21 @@ def logit_bias(v: Any, path: str, _: _Parse) -> Any:
         raise _fail(path, "must be an object of token ids to numbers")
     for k, x in v.items():
         if not (isinstance(k, str) and k.isdigit() and len(k) <= 10) or not _is_num(x) or not -100 <= x <= 100:
-            raise _fail(f"{path}.{k}" if isinstance(k, str) and len(k) <= 32 else path,
-                        "must map token ids (digits) to numbers between -100 and 100")
+            raise _fail(
+                f"{path}.{k}" if isinstance(k, str) and len(k) <= 32 else path,
+                "must map token ids (digits) to numbers between -100 and 100",
+            )
     return v
 
 
 def obj(fields: dict[str, Check], required: tuple[str, ...] = ()) -> Check:
     """An object with known fields; unknown ones are handled as the policy says."""
+
     def check(v: Any, path: str, p: _Parse) -> Any:
         if not isinstance(v, dict):
             raise _fail(path, "must be an object")
         return p.fields(v, fields, path, required)
+
     return check
 
 
@@ -186,20 +247,26 @@ def array(item: Check, min_items: int = 0, max_items: int | None = None) -> Chec
         if max_items is not None and len(v) > max_items:
             raise _fail(path, f"must hold at most {max_items} items")
         return [item(x, f"{path}[{i}]", p) for i, x in enumerate(v)]
+
     return check
 
 
 def union(by_type: dict[str, Check], default: str | None = None, what: str = "item") -> Check:
     """An object told apart by its `type` field."""
+
     def check(v: Any, path: str, p: _Parse) -> Any:
         if not isinstance(v, dict):
             raise _fail(path, "must be an object")
         kind = v.get("type", default)
         inner = by_type.get(kind) if isinstance(kind, str) else None
         if inner is None:
-            raise ShapeError(f"'{path}.type': {what} type {str(kind)[:40]!r} is not supported "
-                             f"(supported: {', '.join(sorted(by_type))})", f"{path}.type")
+            raise ShapeError(
+                f"'{path}.type': {what} type {str(kind)[:40]!r} is not supported "
+                f"(supported: {', '.join(sorted(by_type))})",
+                f"{path}.type",
+            )
         return inner(v, path, p)
+
     return check
 
 
@@ -213,6 +280,7 @@ def either(first: Check, second: Check, message: str) -> Check:
                 if (exc.param or "") != path and len(exc.param or "") > len((deepest.param or "") if deepest else ""):
                     deepest = exc
         raise deepest or _fail(path, message)
+
     return check
 
 
@@ -229,126 +297,259 @@ def tool_name(v: Any, path: str, _: _Parse) -> Any:
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 _text_part = obj({"type": string, "text": string}, ("text",))
-_image_part = obj({"type": string, "image_url": either(
-    obj({"url": string, "detail": one_of("auto", "low", "high")}, ("url",)), string,
-    "must be an object with a 'url' string")}, ("image_url",))
+_image_part = obj(
+    {
+        "type": string,
+        "image_url": either(
+            obj({"url": string, "detail": one_of("auto", "low", "high")}, ("url",)),
+            string,
+            "must be an object with a 'url' string",
+        ),
+    },
+    ("image_url",),
+)
 _refusal_part = obj({"type": string, "refusal": string}, ("refusal",))
-CONTENT_PART = union({"text": _text_part, "image_url": _image_part, "refusal": _refusal_part},
-                     what="content part")
+CONTENT_PART = union({"text": _text_part, "image_url": _image_part, "refusal": _refusal_part}, what="content part")
 CONTENT = either(string, array(CONTENT_PART), "must be a string or an array of content parts")
 
-_call_function = obj({"name": tool_name, "arguments": either(string, json_object, "must be a string or an object")},
-                     ("name",))
-TOOL_CALL = obj({"id": string, "type": one_of("function"), "function": _call_function, "index": integer(0)},
-                ("function",))
-MESSAGE = obj({
-    "role": one_of(*ROLES), "content": nullable(CONTENT), "name": string, "tool_calls": nullable(array(TOOL_CALL)),
-    "tool_call_id": string, "function_call": nullable(_call_function), "refusal": nullable(string),
-    "reasoning_content": nullable(string), "audio": nullable(obj({"id": string})), "prefix": boolean,
-}, ("role",))
-FUNCTION_DEF = obj({"name": tool_name, "description": string, "parameters": json_object, "strict": nullable(boolean)},
-                    ("name",))
+_call_function = obj(
+    {"name": tool_name, "arguments": either(string, json_object, "must be a string or an object")}, ("name",)
+)
+TOOL_CALL = obj(
+    {"id": string, "type": one_of("function"), "function": _call_function, "index": integer(0)}, ("function",)
+)
+MESSAGE = obj(
+    {
+        "role": one_of(*ROLES),
+        "content": nullable(CONTENT),
+        "name": string,
+        "tool_calls": nullable(array(TOOL_CALL)),
+        "tool_call_id": string,
+        "function_call": nullable(_call_function),
+        "refusal": nullable(string),
+        "reasoning_content": nullable(string),
+        "audio": nullable(obj({"id": string})),
+        "prefix": boolean,
+    },
+    ("role",),
+)
+FUNCTION_DEF = obj(
+    {"name": tool_name, "description": string, "parameters": json_object, "strict": nullable(boolean)}, ("name",)
+)
 TOOL = obj({"type": one_of("function"), "function": FUNCTION_DEF}, ("type", "function"))
-TOOL_CHOICE = either(one_of("none", "auto", "required"),
-                     obj({"type": one_of("function"), "function": obj({"name": tool_name}, ("name",))},
-                         ("type", "function")),
-                     "must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}")
-RESPONSE_FORMAT = union({
-    "text": obj({"type": string}),
-    "json_object": obj({"type": string}),
-    "json_schema": obj({"type": string, "json_schema": obj(
-        {"name": string, "description": string, "schema": json_object, "strict": nullable(boolean)}, ("name",))},
-        ("json_schema",)),
-}, what="response_format")
+TOOL_CHOICE = either(
+    one_of("none", "auto", "required"),
+    obj({"type": one_of("function"), "function": obj({"name": tool_name}, ("name",))}, ("type", "function")),
+    "must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}",
+)
+RESPONSE_FORMAT = union(
+    {
+        "text": obj({"type": string}),
+        "json_object": obj({"type": string}),
+        "json_schema": obj(
+            {
+                "type": string,
+                "json_schema": obj(
+                    {"name": string, "description": string, "schema": json_object, "strict": nullable(boolean)},
+                    ("name",),
+                ),
+            },
+            ("json_schema",),
+        ),
+    },
+    what="response_format",
+)
 STREAM_OPTIONS = obj({"include_usage": boolean, "include_obfuscation": boolean, "continuous_usage_stats": boolean})
 
 #: Sampling and decoding parameters without text, OpenAI's and SGLang's: forwarded unchanged.
 SAMPLING: dict[str, Check] = {
-    "model": string, "stream": boolean, "stream_options": nullable(STREAM_OPTIONS),
-    "temperature": nullable(num(0, 2)), "top_p": nullable(num(0, 1)), "n": nullable(integer(1, 128)),
-    "max_tokens": nullable(integer(1)), "max_completion_tokens": nullable(integer(1)),
-    "frequency_penalty": nullable(num(-2, 2)), "presence_penalty": nullable(num(-2, 2)),
-    "seed": nullable(integer()), "logit_bias": nullable(logit_bias), "logprobs": nullable(either(
-        boolean, integer(0, 20), "must be a boolean (chat) or an integer 0..20 (completions)")),
-    "top_logprobs": nullable(integer(0, 20)), "service_tier": nullable(string), "store": nullable(boolean),
+    "model": string,
+    "stream": boolean,
+    "stream_options": nullable(STREAM_OPTIONS),
+    "temperature": nullable(num(0, 2)),
+    "top_p": nullable(num(0, 1)),
+    "n": nullable(integer(1, 128)),
+    "max_tokens": nullable(integer(1)),
+    "max_completion_tokens": nullable(integer(1)),
+    "frequency_penalty": nullable(num(-2, 2)),
+    "presence_penalty": nullable(num(-2, 2)),
+    "seed": nullable(integer()),
+    "logit_bias": nullable(logit_bias),
+    "logprobs": nullable(either(boolean, integer(0, 20), "must be a boolean (chat) or an integer 0..20 (completions)")),
+    "top_logprobs": nullable(integer(0, 20)),
+    "service_tier": nullable(string),
+    "store": nullable(boolean),
     # SGLang's extras (sampling_params in its OpenAI-compatible server)
-    "top_k": nullable(integer(-1)), "min_p": nullable(num(0, 1)), "repetition_penalty": nullable(num(0, 2)),
-    "min_tokens": nullable(integer(0)), "ignore_eos": nullable(boolean), "stop_token_ids": nullable(integers),
-    "no_stop_trim": nullable(boolean), "skip_special_tokens": nullable(boolean),
-    "spaces_between_special_tokens": nullable(boolean), "separate_reasoning": nullable(boolean),
-    "stream_reasoning": nullable(boolean), "return_hidden_states": nullable(boolean),
+    "top_k": nullable(integer(-1)),
+    "min_p": nullable(num(0, 1)),
+    "repetition_penalty": nullable(num(0, 2)),
+    "min_tokens": nullable(integer(0)),
+    "ignore_eos": nullable(boolean),
+    "stop_token_ids": nullable(integers),
+    "no_stop_trim": nullable(boolean),
+    "skip_special_tokens": nullable(boolean),
+    "spaces_between_special_tokens": nullable(boolean),
+    "separate_reasoning": nullable(boolean),
+    "stream_reasoning": nullable(boolean),
+    "return_hidden_states": nullable(boolean),
     "continue_final_message": nullable(boolean),
 }
 
 #: Fields that carry text (walked by text_slots), beside messages/prompt/input.
-_TEXT_TOP = {"user": nullable(string), "stop": nullable(string_or_strings(16)), "metadata": nullable(json_object),
-             "regex": nullable(string), "ebnf": nullable(string), "json_schema": nullable(either(
-                 string, json_object, "must be a string or an object")),
-             "chat_template_kwargs": nullable(json_object), "prompt_cache_key": nullable(string),
-             "safety_identifier": nullable(string)}
+_TEXT_TOP = {
+    "user": nullable(string),
+    "stop": nullable(string_or_strings(16)),
+    "metadata": nullable(json_object),
+    "regex": nullable(string),
+    "ebnf": nullable(string),
+    "json_schema": nullable(either(string, json_object, "must be a string or an object")),
+    "chat_template_kwargs": nullable(json_object),
+    "prompt_cache_key": nullable(string),
+    "safety_identifier": nullable(string),
+}
 
 CHAT: dict[str, Check] = {
-    **SAMPLING, **_TEXT_TOP,
-    "messages": array(MESSAGE, 1), "tools": nullable(array(TOOL)), "tool_choice": nullable(TOOL_CHOICE),
-    "parallel_tool_calls": nullable(boolean), "functions": nullable(array(FUNCTION_DEF)),
-    "function_call": nullable(either(one_of("none", "auto"), obj({"name": tool_name}, ("name",)),
-                                     "must be 'none', 'auto' or {'name': ...}")),
-    "response_format": nullable(RESPONSE_FORMAT), "reasoning_effort": nullable(one_of(
-        "none", "minimal", "low", "medium", "high")), "verbosity": nullable(one_of("low", "medium", "high")),
-    "modalities": nullable(strings), "prediction": nullable(obj({"type": one_of("content"), "content": CONTENT})),
+    **SAMPLING,
+    **_TEXT_TOP,
+    "messages": array(MESSAGE, 1),
+    "tools": nullable(array(TOOL)),
+    "tool_choice": nullable(TOOL_CHOICE),
+    "parallel_tool_calls": nullable(boolean),
+    "functions": nullable(array(FUNCTION_DEF)),
+    "function_call": nullable(
+        either(one_of("none", "auto"), obj({"name": tool_name}, ("name",)), "must be 'none', 'auto' or {'name': ...}")
+    ),
+    "response_format": nullable(RESPONSE_FORMAT),
+    "reasoning_effort": nullable(one_of("none", "minimal", "low", "medium", "high")),
+    "verbosity": nullable(one_of("low", "medium", "high")),
+    "modalities": nullable(strings),
+    "prediction": nullable(obj({"type": one_of("content"), "content": CONTENT})),
     "web_search_options": nullable(json_object),
 }
 
 COMPLETIONS: dict[str, Check] = {
-    **SAMPLING, **_TEXT_TOP,
-    "prompt": either(string, array(string, 1), "must be a string or a non-empty array of strings "
-                     "(token-id prompts cannot be checked for personal data)"),
-    "suffix": nullable(string), "echo": nullable(boolean), "best_of": nullable(integer(1, 20)),
+    **SAMPLING,
+    **_TEXT_TOP,
+    "prompt": either(
+        string,
+        array(string, 1),
+        "must be a string or a non-empty array of strings (token-id prompts cannot be checked for personal data)",
+    ),
+    "suffix": nullable(string),
+    "echo": nullable(boolean),
+    "best_of": nullable(integer(1, 20)),
 }
 
 _r_text = obj({"type": string, "text": string}, ("text",))
 _r_image = obj({"type": string, "image_url": string, "detail": one_of("auto", "low", "high"), "file_id": string})
-R_CONTENT = either(string, array(union({"input_text": _r_text, "output_text": _r_text, "text": _r_text,
-                                        "input_image": _r_image}, what="content part")),
-                   "must be a string or an array of content parts")
-R_ITEM = union({
-    "message": obj({"type": string, "role": one_of("user", "assistant", "system", "developer"), "content": R_CONTENT,
-                    "id": string, "status": string}, ("role", "content")),
-    "function_call": obj({"type": string, "call_id": string, "name": tool_name, "arguments": string, "id": string,
-                          "status": string}, ("call_id", "name")),
-    "function_call_output": obj({"type": string, "call_id": string, "output": any_json, "id": string,
-                                 "status": string}, ("call_id", "output")),
-}, default="message", what="input item")
-R_TOOL = union({"function": obj({"type": string, "name": tool_name, "description": nullable(string),
-                                 "parameters": nullable(json_object), "strict": nullable(boolean)}, ("name",))},
-               what="tool")
-R_FORMAT = union({
-    "text": obj({"type": string}), "json_object": obj({"type": string}),
-    "json_schema": obj({"type": string, "name": string, "schema": json_object, "description": string,
-                        "strict": nullable(boolean)}, ("name", "schema")),
-}, what="text.format")
+R_CONTENT = either(
+    string,
+    array(
+        union(
+            {"input_text": _r_text, "output_text": _r_text, "text": _r_text, "input_image": _r_image},
+            what="content part",
+        )
+    ),
+    "must be a string or an array of content parts",
+)
+R_ITEM = union(
+    {
+        "message": obj(
+            {
+                "type": string,
+                "role": one_of("user", "assistant", "system", "developer"),
+                "content": R_CONTENT,
+                "id": string,
+                "status": string,
+            },
+            ("role", "content"),
+        ),
+        "function_call": obj(
+            {"type": string, "call_id": string, "name": tool_name, "arguments": string, "id": string, "status": string},
+            ("call_id", "name"),
+        ),
+        "function_call_output": obj(
+            {"type": string, "call_id": string, "output": any_json, "id": string, "status": string},
+            ("call_id", "output"),
+        ),
+    },
+    default="message",
+    what="input item",
+)
+R_TOOL = union(
+    {
+        "function": obj(
+            {
+                "type": string,
+                "name": tool_name,
+                "description": nullable(string),
+                "parameters": nullable(json_object),
+                "strict": nullable(boolean),
+            },
+            ("name",),
+        )
+    },
+    what="tool",
+)
+R_FORMAT = union(
+    {
+        "text": obj({"type": string}),
+        "json_object": obj({"type": string}),
+        "json_schema": obj(
+            {"type": string, "name": string, "schema": json_object, "description": string, "strict": nullable(boolean)},
+            ("name", "schema"),
+        ),
+    },
+    what="text.format",
+)
 
 RESPONSES: dict[str, Check] = {
-    "model": string, "stream": boolean, "input": either(string, array(R_ITEM), "must be a string or an array of items"),
-    "instructions": nullable(string), "tools": nullable(array(R_TOOL)),
-    "tool_choice": nullable(either(one_of("none", "auto", "required"),
-                                   obj({"type": one_of("function"), "name": tool_name}, ("type", "name")),
-                                   "must be 'none', 'auto', 'required' or {'type': 'function', 'name': ...}")),
+    "model": string,
+    "stream": boolean,
+    "input": either(string, array(R_ITEM), "must be a string or an array of items"),
+    "instructions": nullable(string),
+    "tools": nullable(array(R_TOOL)),
+    "tool_choice": nullable(
+        either(
+            one_of("none", "auto", "required"),
+            obj({"type": one_of("function"), "name": tool_name}, ("type", "name")),
+            "must be 'none', 'auto', 'required' or {'type': 'function', 'name': ...}",
+        )
+    ),
     "text": nullable(obj({"format": R_FORMAT, "verbosity": one_of("low", "medium", "high")})),
-    "temperature": nullable(num(0, 2)), "top_p": nullable(num(0, 1)), "max_output_tokens": nullable(integer(1)),
-    "user": nullable(string), "metadata": nullable(json_object), "parallel_tool_calls": nullable(boolean),
-    "store": nullable(boolean), "seed": nullable(integer()), "stop": nullable(string_or_strings(16)),
-    "n": nullable(integer(1, 128)), "top_logprobs": nullable(integer(0, 20)), "service_tier": nullable(string),
-    "truncation": nullable(one_of("auto", "disabled")), "include": nullable(strings),
-    "reasoning": nullable(obj({"effort": nullable(one_of("none", "minimal", "low", "medium", "high")),
-                               "summary": nullable(one_of("auto", "concise", "detailed"))})),
-    "prompt_cache_key": nullable(string), "safety_identifier": nullable(string),
+    "temperature": nullable(num(0, 2)),
+    "top_p": nullable(num(0, 1)),
+    "max_output_tokens": nullable(integer(1)),
+    "user": nullable(string),
+    "metadata": nullable(json_object),
+    "parallel_tool_calls": nullable(boolean),
+    "store": nullable(boolean),
+    "seed": nullable(integer()),
+    "stop": nullable(string_or_strings(16)),
+    "n": nullable(integer(1, 128)),
+    "top_logprobs": nullable(integer(0, 20)),
+    "service_tier": nullable(string),
+    "truncation": nullable(one_of("auto", "disabled")),
+    "include": nullable(strings),
+    "reasoning": nullable(
+        obj(
+            {
+                "effort": nullable(one_of("none", "minimal", "low", "medium", "high")),
+                "summary": nullable(one_of("auto", "concise", "detailed")),
+            }
+        )
+    ),
+    "prompt_cache_key": nullable(string),
+    "safety_identifier": nullable(string),
     "previous_response_id": nullable(string),
 }
 
 SHAPES: dict[str, dict[str, Check]] = {"chat": CHAT, "completions": COMPLETIONS, "responses": RESPONSES}
-REQUIRED: dict[str, tuple[str, ...]] = {"chat": ("model", "messages"), "completions": ("model", "prompt"),
-                                        "responses": ("model", "input")}
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "chat": ("model", "messages"),
+    "completions": ("model", "prompt"),
+    "responses": ("model", "input"),
+}
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -367,8 +568,9 @@ class _Parse:
         self.unknown = unknown
         self.out = Parsed({})
 
-    def fields(self, v: dict[str, Any], fields: dict[str, Check], path: str,
-               required: tuple[str, ...] = ()) -> dict[str, Any]:
+    def fields(
+        self, v: dict[str, Any], fields: dict[str, Check], path: str, required: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         for name in required:
             if v.get(name) is None:
                 p = f"{path}.{name}" if path else name
@@ -382,8 +584,9 @@ class _Parse:
             elif is_connection_field(k):
                 self.out.connection.append(_safe_path(p))
             elif self.unknown == "reject":
-                raise ShapeError(f"Unrecognized request argument supplied: '{_safe_path(p)}'", _safe_path(p),
-                                 "unknown_parameter")
+                raise ShapeError(
+                    f"Unrecognized request argument supplied: '{_safe_path(p)}'", _safe_path(p), "unknown_parameter"
+                )
             elif self.unknown == "scan":
                 self.out.scanned.append(p)
                 out[k] = x
@@ -430,8 +633,15 @@ class TextSlot:
 
     __slots__ = ("container", "key", "path", "message", "role", "is_key")
 
-    def __init__(self, container: Any, key: Any, path: str, message: int | None = None, role: str | None = None,
-                 is_key: bool = False) -> None:
+    def __init__(
+        self,
+        container: Any,
+        key: Any,
+        path: str,
+        message: int | None = None,
+        role: str | None = None,
+        is_key: bool = False,
+    ) -> None:
         self.container, self.key, self.path = container, key, path
         self.message, self.role, self.is_key = message, role, is_key
 
@@ -453,8 +663,12 @@ class TextSlot:
 
 
 def _str(c: Any, k: Any, path: str, m: int | None = None, role: str | None = None) -> Iterator[TextSlot]:
-    if isinstance(c, (dict, list)) and (k in c if isinstance(c, dict) else 0 <= k < len(c)) \
-            and isinstance(c[k], str) and c[k]:
+    if (
+        isinstance(c, (dict, list))
+        and (k in c if isinstance(c, dict) else 0 <= k < len(c))
+        and isinstance(c[k], str)
+        and c[k]
+    ):
         yield TextSlot(c, k, path, m, role)
 
 
@@ -640,8 +854,13 @@ def conversation_text(endpoint: Endpoint, body: dict[str, Any]) -> str:
     for s in text_slots(endpoint, body):
         head = (s.message, s.role) if s.message is not None else None
         label = s.role or "?" if s.message is not None else s.path
-        piece = s.text if s.path.endswith(("content", "text", "input", "prompt")) or "content[" in s.path \
-            or s.path.startswith("prompt") else f"[{s.path.rsplit('.', 1)[-1]}: {s.text}]"
+        piece = (
+            s.text
+            if s.path.endswith(("content", "text", "input", "prompt"))
+            or "content[" in s.path
+            or s.path.startswith("prompt")
+            else f"[{s.path.rsplit('.', 1)[-1]}: {s.text}]"
+        )
         if head is not None and head == current:
             lines[-1] += " " + piece
         else:

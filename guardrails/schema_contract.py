@@ -5,6 +5,7 @@ The schema is forwarded as `response_format: json_schema`, so SGLang constrains 
 answer may not conform. Feedback for a re-ask names paths and schema keywords only, never values
 from the answer, since the answer may hold restored personal data.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,8 @@ from policies.models import SchemaContract
 
 @dataclass(frozen=True)
 class Violation:
-    path: str      # JSONPath-like: $.items[2].price
-    problem: str   # "is not of type 'number'", "is a required property" ... without the value
+    path: str  # JSONPath-like: $.items[2].price
+    problem: str  # "is not of type 'number'", "is a required property" ... without the value
 
     def __str__(self) -> str:
         return f"{self.path}: {self.problem}"
@@ -38,8 +39,10 @@ class ContractChecker:
         self.validator = Draft202012Validator(contract.json_schema)
 
     def response_format(self) -> dict[str, Any]:
-        return {"type": "json_schema",
-                "json_schema": {"name": self.contract.name, "schema": self.contract.json_schema, "strict": True}}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": self.contract.name, "schema": self.contract.json_schema, "strict": True},
+        }
 
     def prepare(self, body: dict[str, Any]) -> None:
         """Ask the backend for schema-constrained output, unless the caller already gave a schema."""
@@ -60,11 +63,18 @@ class ContractChecker:
             elif e.validator == "additionalProperties":
                 out.append(Violation(_path(e.absolute_path), "has properties the schema does not allow"))
             else:
-                out.append(Violation(_path(e.absolute_path), f"violates '{e.validator}': {json.dumps(e.validator_value)[:120]}"))
+                out.append(
+                    Violation(
+                        _path(e.absolute_path), f"violates '{e.validator}': {json.dumps(e.validator_value)[:120]}"
+                    )
+                )
         return out[:10]
 
     @staticmethod
     def reask(violations: list[Violation]) -> str:
         listed = "; ".join(map(str, violations))
-        return ("Your previous answer does not match the required JSON Schema: " + listed +
-                ". Answer again with only a JSON value that matches the schema.")
+        return (
+            "Your previous answer does not match the required JSON Schema: "
+            + listed
+            + ". Answer again with only a JSON value that matches the schema."
+        )

@@ -3,6 +3,7 @@
 `test` and `explain` run the same matcher and PII analyzer code as the gateway, so a policy that
 passes here behaves the same in production.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bad.append(f"{lp.path}:1: name: '{lp.policy.name}' is also defined in {names[lp.policy.name]}")
         names[lp.policy.name] = lp.path
         t = lp.policy.topics
-        print(f"ok    {lp.policy.name}@{lp.version}  {lp.path}  "
-              f"(topics: {len(t.deny)} deny, {len(t.allow)} allow; pii entities: {len(lp.policy.pii.entities)}; "
-              f"contract: {'yes' if lp.policy.contract else 'no'}; tests: {len(lp.policy.tests)})")
+        print(
+            f"ok    {lp.policy.name}@{lp.version}  {lp.path}  "
+            f"(topics: {len(t.deny)} deny, {len(t.allow)} allow; pii entities: {len(lp.policy.pii.entities)}; "
+            f"contract: {'yes' if lp.policy.contract else 'no'}; tests: {len(lp.policy.tests)})"
+        )
     for msg in bad:
         for line in msg.splitlines():
             print(f"ERROR {line}")
@@ -57,8 +60,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 @dataclass
 class Evaluation:
-    blocked_by: list[str] = field(default_factory=list)    # enforce rules that refuse the text
-    monitored: list[str] = field(default_factory=list)     # monitor rules that would have fired
+    blocked_by: list[str] = field(default_factory=list)  # enforce rules that refuse the text
+    monitored: list[str] = field(default_factory=list)  # monitor rules that would have fired
     entities: dict[str, list[tuple[float, str, str]]] = field(default_factory=dict)  # type -> (score, action, mode)
     topic_scores: list[Any] = field(default_factory=list)
 
@@ -75,6 +78,7 @@ class Evaluator:
     def encoder(self) -> Callable[[str], Any]:
         if self._encode is None:
             from guardrails.topics.embedder import shared_embedder
+
             self._encode = shared_embedder(self.model_dir).encode
         return self._encode
 
@@ -83,9 +87,11 @@ class Evaluator:
         if key not in self._analyzers:
             from guardrails.pii.analyzer import PiiAnalyzer, custom_recognizer
             from guardrails.pii.engine import DEFAULT_RECOGNIZERS, build_analyzer
+
             customs = [custom_recognizer(r) for r in lp.policy.pii.recognizers]
-            engine = build_analyzer(enabled=DEFAULT_RECOGNIZERS | set(lp.policy.pii.enable_presidio_recognizers),
-                                    extra_recognizers=customs)
+            engine = build_analyzer(
+                enabled=DEFAULT_RECOGNIZERS | set(lp.policy.pii.enable_presidio_recognizers), extra_recognizers=customs
+            )
             self._analyzers[key] = PiiAnalyzer(engine)
         return self._analyzers[key]
 
@@ -104,6 +110,7 @@ class Evaluator:
         pii = lp.policy.pii
         if self.pii and pii.enabled:
             from guardrails.pii_guardrail import DEFAULT_ENTITIES, STRUCTURED
+
             an = self._pii(lp)
             allow = {a.lower() for a in pii.allow_list}
             if output:
@@ -113,7 +120,7 @@ class Evaluator:
                 spans = an.analyze_sync(text, ents)
             for s in spans:
                 rule = pii.rule(s.entity)
-                if s.score < (rule.threshold or 0) or text[s.start:s.end].strip().lower() in allow:
+                if s.score < (rule.threshold or 0) or text[s.start : s.end].strip().lower() in allow:
                     continue
                 action = ("redact" if pii.output_action == "redact" else "allow") if output else rule.action
                 ev.entities.setdefault(s.entity, []).append((round(s.score, 3), action, rule.mode or "enforce"))
@@ -146,15 +153,19 @@ def cmd_test(args: argparse.Namespace) -> int:
             got = "block" if res.blocked_by else "allow"
             problems = []
             if got != case.expect:
-                problems.append(f"expected {case.expect}, got {got}"
-                                + (f" (by {', '.join(res.blocked_by)})" if res.blocked_by else ""))
+                problems.append(
+                    f"expected {case.expect}, got {got}"
+                    + (f" (by {', '.join(res.blocked_by)})" if res.blocked_by else "")
+                )
             if case.rule and case.rule not in res.blocked_by + res.monitored:
                 fired = res.blocked_by + res.monitored
                 problems.append(f"expected rule {case.rule} to fire; fired: {', '.join(fired) or 'none'}")
             if case.entities is not None:
                 missing = sorted(set(case.entities) - set(res.entities))
                 if missing:
-                    problems.append(f"expected entities {', '.join(missing)}; found: {', '.join(sorted(res.entities)) or 'none'}")
+                    problems.append(
+                        f"expected entities {', '.join(missing)}; found: {', '.join(sorted(res.entities)) or 'none'}"
+                    )
             if problems:
                 failed += 1
                 print(f"  FAIL  {label}: " + "; ".join(problems))
@@ -170,8 +181,10 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     policies = _policies_by_name(args.dir)
     if args.policy not in policies:
-        print(f"mixguard policy: no policy '{args.policy}' in {args.dir} (have: {', '.join(sorted(policies))})",
-              file=sys.stderr)
+        print(
+            f"mixguard policy: no policy '{args.policy}' in {args.dir} (have: {', '.join(sorted(policies))})",
+            file=sys.stderr,
+        )
         return 2
     lp = policies[args.policy]
     res = Evaluator(pii=not args.no_pii).evaluate(lp, args.text, output=args.output)
@@ -179,10 +192,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if res.topic_scores:
         print("topic rules:")
         for s in res.topic_scores:
-            why = {"keyword": f"keyword '{s.evidence}'", "regex": f"regex {s.evidence}",
-                   "semantic": f"closest example: '{s.evidence}'", "none": "no match"}[s.via]
+            why = {
+                "keyword": f"keyword '{s.evidence}'",
+                "regex": f"regex {s.evidence}",
+                "semantic": f"closest example: '{s.evidence}'",
+                "none": "no match",
+            }[s.via]
             verdict = ("FIRES" if s.fired else "-") + ("" if s.mode == "enforce" else " (monitor)")
-            print(f"  {s.rule_id:<28} {s.kind:<5} score {s.score:.3f}  threshold {s.threshold:.2f}  {verdict:<16} {why}")
+            print(
+                f"  {s.rule_id:<28} {s.kind:<5} score {s.score:.3f}  threshold {s.threshold:.2f}  {verdict:<16} {why}"
+            )
     else:
         print("topic rules: none apply")
     if res.entities:

@@ -1,4 +1,5 @@
 """Loads `policies/*.yaml` into Policy models, with file, line and field on any error."""
+
 from __future__ import annotations
 
 import hashlib
@@ -55,7 +56,9 @@ def load_policy_file(path: Path) -> LoadedPolicy:
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{path}:{_line(root, tuple(e['loc']))}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        lines = [
+            f"{path}:{_line(root, tuple(e['loc']))}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        ]
         raise PolicyError("\n".join(lines)) from None
     return LoadedPolicy(policy, str(path), hashlib.sha256(text.encode()).hexdigest()[:12])
 

@@ -1,4 +1,5 @@
 """Policy files as typed models. `mixguard policy schema` writes policies/schema.json from these."""
+
 from __future__ import annotations
 
 import re
@@ -57,17 +58,21 @@ class PiiPolicy(_Strict):
     score_threshold: float = Field(default=0.5, ge=0, le=1)
     default_action: PiiAction = "mask"
     entities: dict[str, EntityRule | PiiAction] = Field(default_factory=dict)
-    allow_list: list[str] = Field(default_factory=list, description="values never treated as PII (exact, case-insensitive)")
+    allow_list: list[str] = Field(
+        default_factory=list, description="values never treated as PII (exact, case-insensitive)"
+    )
     recognizers: list[CustomRecognizer] = Field(default_factory=list)
-    enable_presidio_recognizers: list[str] = Field(default_factory=list,
-                                                   description="extra Presidio recognizers by class name")
+    enable_presidio_recognizers: list[str] = Field(
+        default_factory=list, description="extra Presidio recognizers by class name"
+    )
     restore: bool = True
     restore_on_fallback: bool = True
     output_action: Literal["redact", "mask", "allow"] = "redact"
     output_entities: list[str] = Field(
         default_factory=lambda: ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS"],
         description="entity types the model may not invent in its answer (output_action applies to them); "
-                    "PERSON and LOCATION use the gazetteer and cue recognizers, fast enough for streams")
+        "PERSON and LOCATION use the gazetteer and cue recognizers, fast enough for streams",
+    )
     analyze_timeout_s: float = Field(default=10.0, gt=0)
     mode: Mode = Field(default="enforce", description="default mode of every entity rule")
 
@@ -79,8 +84,11 @@ class PiiPolicy(_Strict):
             return EntityRule(action=action, threshold=self.score_threshold, mode=self.mode)
         if isinstance(r, str):
             return EntityRule(action=r, threshold=self.score_threshold, mode=self.mode)
-        return EntityRule(action=r.action, threshold=self.score_threshold if r.threshold is None else r.threshold,
-                          mode=r.mode or self.mode)
+        return EntityRule(
+            action=r.action,
+            threshold=self.score_threshold if r.threshold is None else r.threshold,
+            mode=r.mode or self.mode,
+        )
 
 
 class TopicRule(_Strict):
@@ -89,8 +97,11 @@ class TopicRule(_Strict):
     name: str = Field(pattern=RULE_NAME)
     description: str = ""
     examples: list[str] = Field(default_factory=list, description="prompts on this topic, for semantic matching")
-    keywords: list[str] = Field(default_factory=list, description="whole words or phrases, case-insensitive; in a rule with examples, a keyword inside "
-                                      "a short quoted phrase is a mention and the examples decide")
+    keywords: list[str] = Field(
+        default_factory=list,
+        description="whole words or phrases, case-insensitive; in a rule with examples, a keyword inside "
+        "a short quoted phrase is a mention and the examples decide",
+    )
     regex: list[str] = Field(default_factory=list)
     threshold: float = Field(default=0.55, ge=0, le=1, description="minimum cosine similarity to an example")
     mode: Mode | None = None
@@ -103,27 +114,30 @@ class TopicRule(_Strict):
 
 class Refusal(_Strict):
     style: Literal["completion", "error"] = Field(
-        default="completion",
-        description="completion: an answer with finish_reason content_filter; error: HTTP 400")
+        default="completion", description="completion: an answer with finish_reason content_filter; error: HTTP 400"
+    )
     message: str = "I can't help with that request: it is outside what this assistant may discuss."
 
 
 class TopicPolicy(_Strict):
     mode: Mode = "enforce"
     deny: list[TopicRule] = Field(default_factory=list)
-    allow: list[TopicRule] = Field(default_factory=list,
-                                   description="if given, a prompt must match one of these or it is off-topic")
+    allow: list[TopicRule] = Field(
+        default_factory=list, description="if given, a prompt must match one of these or it is off-topic"
+    )
     check_output: bool = Field(default=False, description="also check the model's answer against deny rules")
     neutral_examples: list[str] = Field(
         default_factory=list,
         description="prompts this app should answer; a deny rule's semantic match counts only if the prompt "
-                    "is closer to the rule's examples than to these (plus neutral_margin)")
+        "is closer to the rule's examples than to these (plus neutral_margin)",
+    )
     neutral_margin: float = Field(default=0.0, ge=-1, le=1)
     semantic_method: Literal["classifier", "similarity"] = Field(
         default="classifier",
         description="classifier: a small neural network (one hidden layer) trained at load time on the deny rules' examples and "
-                    "neutral_examples (thresholds are probabilities; needs neutral_examples); similarity: "
-                    "highest cosine similarity to a rule's examples (thresholds are similarities)")
+        "neutral_examples (thresholds are probabilities; needs neutral_examples); similarity: "
+        "highest cosine similarity to a rule's examples (thresholds are similarities)",
+    )
     refusal: Refusal = Field(default_factory=Refusal)
 
     @property
@@ -144,6 +158,7 @@ class SchemaContract(_Strict):
     def _valid_schema(cls, v: dict[str, Any]) -> dict[str, Any]:
         from jsonschema import Draft202012Validator
         from jsonschema.exceptions import SchemaError
+
         try:
             Draft202012Validator.check_schema(v)
         except SchemaError as exc:
@@ -155,18 +170,22 @@ class Residency(_Strict):
     """Which data may leave the network (reach a hosted fallback), even masked."""
 
     hosted_allowed_entities: list[str] | None = Field(
-        default=None, description="entity types that may reach hosted providers; null: all")
+        default=None, description="entity types that may reach hosted providers; null: all"
+    )
     on_violation: Literal["refuse", "redact"] = Field(
-        default="refuse", description="refuse: 503 instead of the fallback; redact: irreversibly redact them")
+        default="refuse", description="refuse: 503 instead of the fallback; redact: irreversibly redact them"
+    )
     mode: Mode = "enforce"
 
 
 class AuditPolicy(_Strict):
     content: Literal["full", "truncated", "off"] = Field(
-        default="truncated", description="how much of the masked prompt and answer the audit record keeps")
+        default="truncated", description="how much of the masked prompt and answer the audit record keeps"
+    )
     truncate_chars: int = Field(default=500, ge=16)
     on_unavailable: Literal["fail_open", "fail_closed"] = Field(
-        default="fail_open", description="when the audit store is down: keep serving (spool) or refuse (503)")
+        default="fail_open", description="when the audit store is down: keep serving (spool) or refuse (503)"
+    )
 
 
 class RequestPolicy(_Strict):
@@ -175,8 +194,9 @@ class RequestPolicy(_Strict):
     unknown_fields: Literal["drop", "reject", "scan"] = Field(
         default="drop",
         description="drop: remove fields the gateway does not know before forwarding; reject: answer 400 naming the "
-                    "field; scan: forward them after masking the text inside. Fields that steer the connection "
-                    "(api_base, base_url, api_key, extra_headers, ...) are never forwarded, whatever this says")
+        "field; scan: forward them after masking the text inside. Fields that steer the connection "
+        "(api_base, base_url, api_key, extra_headers, ...) are never forwarded, whatever this says",
+    )
 
 
 class PolicyTest(_Strict):

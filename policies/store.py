@@ -4,6 +4,7 @@ A reload reads every file again. A file that fails validation keeps its last goo
 and its error is reported (by `GET /admin/policies` and in the log), so a bad edit never opens a
 hole and never takes the gateway down.
 """
+
 from __future__ import annotations
 
 import logging
@@ -98,8 +99,11 @@ class PolicyStore:
         return report
 
     def describe(self) -> dict[str, Any]:
-        return {"directory": str(self.directory),
-                "policies": [{"name": n, "version": lp.version, "file": lp.path,
-                              "description": lp.policy.description}
-                             for n, lp in sorted(self.policies.items())],
-                "errors": self.errors}
+        return {
+            "directory": str(self.directory),
+            "policies": [
+                {"name": n, "version": lp.version, "file": lp.path, "description": lp.policy.description}
+                for n, lp in sorted(self.policies.items())
+            ],
+            "errors": self.errors,
+        }

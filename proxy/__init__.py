@@ -1,4 +1,5 @@
 """HTTP edge of mixguard: app factory, OpenAI-compatible routes, auth, errors, settings, routing."""
+
 import os
 
 # Importing litellm otherwise fetches the model cost map from the internet at every start.

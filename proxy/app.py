@@ -3,6 +3,7 @@
 One request walks: edge middleware (request id, metrics) → auth → body checks → guardrails (input)
 → router (SGLang first, hosted fallbacks) → guardrails (output) → response.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -59,8 +60,9 @@ def _sse(data: Any) -> bytes:
 class Gateway:
     """Everything one gateway process holds; routes are its methods."""
 
-    def __init__(self, config: GatewayConfig, pipeline: Pipeline | None = None,
-                 policies: PolicyStore | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, pipeline: Pipeline | None = None, policies: PolicyStore | None = None
+    ) -> None:
         self.config = config
         ms = config.mixguard
         self.keys = KeyStore(ms.api_keys, ms.admin_key)
@@ -76,22 +78,31 @@ class Gateway:
         if ms.audit.enabled:
             self.audit_key, source = resolve_key(ms.audit.key_env, ms.audit.key_file)
             log.info("audit records signed with the key from %s", source)
-            self.audit = AuditWriter(self.audit_key, ms.redis_prefix, os.path.expanduser(ms.audit.spool_path),
-                                     ms.audit.retention_records)
+            self.audit = AuditWriter(
+                self.audit_key, ms.redis_prefix, os.path.expanduser(ms.audit.spool_path), ms.audit.retention_records
+            )
         self.admin_session = os.urandom(32)
         self.limiter = RateLimiter(ms.redis_prefix, self.keys.limits) if self.keys.limits else None
         rc = ms.response_cache
         # Cache keys are HMACs under a key derived from the audit key, so replicas that share it
         # (and Redis) share the cache, and a key tells nothing about the prompt.
-        self.cache = ResponseCache(ms.redis_prefix, rc.ttl_s, rc.max_bytes,
-                                   hmac.new(self.audit_key, b"mixguard response cache", "sha256").digest()) \
-            if rc.enabled else None
+        self.cache = (
+            ResponseCache(
+                ms.redis_prefix,
+                rc.ttl_s,
+                rc.max_bytes,
+                hmac.new(self.audit_key, b"mixguard response cache", "sha256").digest(),
+            )
+            if rc.enabled
+            else None
+        )
         self._contracts: dict[tuple[str, str], ContractChecker] = {}
         self._tasks: list[asyncio.Task] = []
         for k in ms.api_keys:
             if k.policy not in self.policies.policies:
-                log.warning("api key %s names policy '%s', which does not exist: 'default' applies",
-                            k.id or k.app, k.policy)
+                log.warning(
+                    "api key %s names policy '%s', which does not exist: 'default' applies", k.id or k.app, k.policy
+                )
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -152,19 +163,27 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _context(self, request: Request, principal: Principal, lp: LoadedPolicy,
-                 scanned: list[str] | None = None) -> GuardContext:
-        return GuardContext(key_id=principal.key_id, app=principal.app, policy=lp.policy.name,
-                            request_id=request.scope["state"]["request_id"],
-                            conversation_id=request.headers.get("x-conversation-id"),
-                            scanned_fields=tuple(scanned or ()))
+    def _context(
+        self, request: Request, principal: Principal, lp: LoadedPolicy, scanned: list[str] | None = None
+    ) -> GuardContext:
+        return GuardContext(
+            key_id=principal.key_id,
+            app=principal.app,
+            policy=lp.policy.name,
+            request_id=request.scope["state"]["request_id"],
+            conversation_id=request.headers.get("x-conversation-id"),
+            scanned_fields=tuple(scanned or ()),
+        )
 
     def _known_model(self, request: Request, model: str, draft: AuditDraft) -> str:
         """The configured model group a request names; 404 before its name reaches a metric or the
         audit record (no client string ever becomes a label)."""
         if model not in self.router.groups:
-            raise errors.NotFound("The model named in 'model' does not exist or is not served by this gateway",
-                                  param="model", code="model_not_found")
+            raise errors.NotFound(
+                "The model named in 'model' does not exist or is not served by this gateway",
+                param="model",
+                code="model_not_found",
+            )
         request.scope["state"]["model"] = draft.model = model
         return model
 
@@ -185,8 +204,9 @@ class Gateway:
         if self.limiter is not None:  # before the body is read or any guardrail runs
             request.scope["state"]["extra_headers"].update(await self.limiter.admit(principal.key_id))
         if self.audit is not None and self.audit.degraded and lp.policy.audit.on_unavailable == "fail_closed":
-            raise errors.AuditUnavailable("Audit store unavailable and policy "
-                                          f"'{lp.policy.name}' fails closed: request refused")
+            raise errors.AuditUnavailable(
+                f"Audit store unavailable and policy '{lp.policy.name}' fails closed: request refused"
+            )
         body = validation.parse_json_object(await self._read_body(request))
         return principal, body, lp
 
@@ -290,26 +310,40 @@ class Gateway:
                 start = await self.router.open_stream(model, kind, body, gate)
                 self._mark(request, start.result, draft)
                 ctx.backend = start.result.backend.id
-            recorder = StreamRecorder(kind) if cache_key is not None and draft.cache == "miss" and control.store else None
-            return StreamingResponse(self._sse_body(ctx, kind, model, start, draft, checker, recorder, cache_key, control,
-                                                    show_usage),
-                                     media_type="text/event-stream", headers=SSE_HEADERS)
+            recorder = (
+                StreamRecorder(kind) if cache_key is not None and draft.cache == "miss" and control.store else None
+            )
+            return StreamingResponse(
+                self._sse_body(ctx, kind, model, start, draft, checker, recorder, cache_key, control, show_usage),
+                media_type="text/event-stream",
+                headers=SSE_HEADERS,
+            )
         data = await self._request_with_contract(request, ctx, kind, model, body, draft, checker, gate, control)
         if draft.cache != "hit":  # a replayed answer cost the backend no tokens
             self._count_tokens(model, ctx.backend or "", data.get("usage"))
             self._charge(ctx, data.get("usage"))
         return _json(data)
 
-    async def _request_with_contract(self, request: Request, ctx: GuardContext, kind: str, model: str,
-                                     body: dict[str, Any], draft: AuditDraft, checker: ContractChecker | None,
-                                     gate: Any, control: CacheControl = CacheControl()) -> dict[str, Any]:
+    async def _request_with_contract(
+        self,
+        request: Request,
+        ctx: GuardContext,
+        kind: str,
+        model: str,
+        body: dict[str, Any],
+        draft: AuditDraft,
+        checker: ContractChecker | None,
+        gate: Any,
+        control: CacheControl = CacheControl(),
+    ) -> dict[str, Any]:
         """One backend call (or a cached answer), or (with a schema contract) up to 1 + max_retries
         calls with re-asks."""
         tries = 1 + (checker.contract.max_retries if checker is not None and checker.contract.mode == "enforce" else 0)
         cache_key = self._cache_key(ctx, draft, kind, body)
         for attempt in range(1, tries + 1):
-            data, encoded = await self._answer(request, ctx, kind, model, body, draft, gate,
-                                               cache_key if attempt == 1 else None, control)
+            data, encoded = await self._answer(
+                request, ctx, kind, model, body, draft, gate, cache_key if attempt == 1 else None, control
+            )
             draft.usage = data.get("usage")
             raw = _answer_texts(kind, data)
             draft.answer_parts = raw[:1]
@@ -334,15 +368,29 @@ class Gateway:
                 ctx.decisions.append(Decision("schema", name, "block", 1.0, "enforce", {}))
                 raise errors.SchemaViolation(
                     f"The answer does not match the contract '{checker.contract.name}' after {tries} attempt(s): "
-                    + "; ".join(map(str, violations)), param="response_format")
+                    + "; ".join(map(str, violations)),
+                    param="response_format",
+                )
             ctx.decisions.append(Decision("schema", name, "reask", 1.0, "enforce", {}))
-            body["messages"] = [*body["messages"], {"role": "assistant", "content": raw[0] if raw else ""},
-                                {"role": "user", "content": checker.reask(violations)}]
+            body["messages"] = [
+                *body["messages"],
+                {"role": "assistant", "content": raw[0] if raw else ""},
+                {"role": "user", "content": checker.reask(violations)},
+            ]
         raise AssertionError("unreachable")
 
-    async def _answer(self, request: Request, ctx: GuardContext, kind: str, model: str, body: dict[str, Any],
-                      draft: AuditDraft, gate: Any, cache_key: str | None,
-                      control: CacheControl) -> tuple[dict[str, Any], bytes | None]:
+    async def _answer(
+        self,
+        request: Request,
+        ctx: GuardContext,
+        kind: str,
+        model: str,
+        body: dict[str, Any],
+        draft: AuditDraft,
+        gate: Any,
+        cache_key: str | None,
+        control: CacheControl,
+    ) -> tuple[dict[str, Any], bytes | None]:
         """The backend's answer to the masked body, from the response cache when it holds one, and
         its serialized form when it may be cached (taken before the output guardrails restore the
         caller's values into it)."""
@@ -359,8 +407,15 @@ class Gateway:
         """The response-cache key of a masked body (None when the cache is off)."""
         return self.cache.key(ctx.key_id, draft.policy_version or "", kind, body) if self.cache else None
 
-    async def _lookup(self, request: Request, ctx: GuardContext, draft: AuditDraft, cache_key: str | None,
-                      control: CacheControl, stream: bool = False) -> dict[str, Any] | None:
+    async def _lookup(
+        self,
+        request: Request,
+        ctx: GuardContext,
+        draft: AuditDraft,
+        cache_key: str | None,
+        control: CacheControl,
+        stream: bool = False,
+    ) -> dict[str, Any] | None:
         """The cached answer for this request, if the cache is on and holds one (for a stream: one
         it can replay); says hit or miss in a header and the audit record."""
         if self.cache is None or cache_key is None:
@@ -377,17 +432,30 @@ class Gateway:
         state["backend"] = draft.backend = ctx.backend = backend
         return data
 
-    async def _replayed_stream(self, request: Request, ctx: GuardContext, body: dict[str, Any], draft: AuditDraft,
-                               cache_key: str | None, control: CacheControl) -> StreamStart | None:
+    async def _replayed_stream(
+        self,
+        request: Request,
+        ctx: GuardContext,
+        body: dict[str, Any],
+        draft: AuditDraft,
+        cache_key: str | None,
+        control: CacheControl,
+    ) -> StreamStart | None:
         data = await self._lookup(request, ctx, draft, cache_key, control, stream=True)
         if data is None:
             return None
         events = replay(data, include_usage=_wants_usage(body))
         return StreamStart(RouteResult(CachedBackend(ctx.backend or "")), await events.__anext__(), events)
 
-    async def _store(self, cache_key: str | None, encoded: bytes | None, draft: AuditDraft, control: CacheControl) -> None:
-        if self.cache is not None and cache_key is not None and encoded is not None \
-                and await self.cache.put(cache_key, encoded, draft.backend or "", control.ttl_s):  # first attempt only
+    async def _store(
+        self, cache_key: str | None, encoded: bytes | None, draft: AuditDraft, control: CacheControl
+    ) -> None:
+        if (
+            self.cache is not None
+            and cache_key is not None
+            and encoded is not None
+            and await self.cache.put(cache_key, encoded, draft.backend or "", control.ttl_s)
+        ):  # first attempt only
             draft.cache = "stored"
 
     async def _check_answer(self, ctx: GuardContext, kind: str, data: dict[str, Any]) -> None:
@@ -406,8 +474,9 @@ class Gateway:
                     choice["text"] = refusal
                 choice["finish_reason"] = "content_filter"
 
-    async def _events(self, ctx: GuardContext, kind: str, start: Any, draft: AuditDraft,
-                      recorder: StreamRecorder | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def _events(
+        self, ctx: GuardContext, kind: str, start: Any, draft: AuditDraft, recorder: StreamRecorder | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         async def raw() -> AsyncIterator[dict[str, Any]]:
             parts = draft.answer_parts
             ev = start.first
@@ -422,6 +491,7 @@ class Gateway:
                     ev = await start.events.__anext__()
                 except StopAsyncIteration:
                     return
+
         events = raw()
         if self.pipeline and self.pipeline.output_chain(ctx) is not None:
             events = self.pipeline.apply_to_stream(lambda: self.pipeline.output_chain(ctx), kind, events)
@@ -431,10 +501,18 @@ class Gateway:
         finally:
             await start.events.aclose()
 
-    async def _accounted(self, ctx: GuardContext, kind: str, model: str, start: Any, draft: AuditDraft,
-                         checker: ContractChecker | None = None, recorder: StreamRecorder | None = None,
-                         cache_key: str | None = None,
-                         control: CacheControl = CacheControl()) -> AsyncIterator[dict[str, Any]]:
+    async def _accounted(
+        self,
+        ctx: GuardContext,
+        kind: str,
+        model: str,
+        start: Any,
+        draft: AuditDraft,
+        checker: ContractChecker | None = None,
+        recorder: StreamRecorder | None = None,
+        cache_key: str | None = None,
+        control: CacheControl = CacheControl(),
+    ) -> AsyncIterator[dict[str, Any]]:
         """A stream's events (caller's view), accounted as every stream is, whatever its endpoint:
         time to first token and usage in the audit record, token metrics and the tokens-per-minute
         charge, end-of-stream checks (schema contract, output topic rules), the next turn's prewarm
@@ -459,14 +537,26 @@ class Gateway:
             yield ev
         if keep:
             self.pipeline.answered(ctx, ["".join(shown)])
-        if recorder is not None and (draft.schema is None or draft.schema["valid"]) \
-                and (whole := recorder.completion("".join(draft.answer_parts))) is not None:
+        if (
+            recorder is not None
+            and (draft.schema is None or draft.schema["valid"])
+            and (whole := recorder.completion("".join(draft.answer_parts))) is not None
+        ):
             await self._store(cache_key, orjson.dumps(whole), draft, control)
 
-    async def _sse_body(self, ctx: GuardContext, kind: str, model: str, start: Any, draft: AuditDraft,
-                        checker: ContractChecker | None = None, recorder: StreamRecorder | None = None,
-                        cache_key: str | None = None, control: CacheControl = CacheControl(),
-                        show_usage: bool = True) -> AsyncIterator[bytes]:
+    async def _sse_body(
+        self,
+        ctx: GuardContext,
+        kind: str,
+        model: str,
+        start: Any,
+        draft: AuditDraft,
+        checker: ContractChecker | None = None,
+        recorder: StreamRecorder | None = None,
+        cache_key: str | None = None,
+        control: CacheControl = CacheControl(),
+        show_usage: bool = True,
+    ) -> AsyncIterator[bytes]:
         try:
             async for ev in self._accounted(ctx, kind, model, start, draft, checker, recorder, cache_key, control):
                 if ev.get("usage") and not show_usage:
@@ -482,14 +572,22 @@ class Gateway:
 
     def _stream_error(self, draft: AuditDraft) -> Callable[[Exception], dict[str, Any]]:
         """Maps a failure inside a Responses stream to its error payload, and notes it for the audit."""
+
         def on_error(exc: Exception) -> dict[str, Any]:
             body = self._error_event(exc)
             draft.error_code = body["error"].get("code")
             return body
+
         return on_error
 
-    async def _stream_end_checks(self, ctx: GuardContext, ev: dict[str, Any], shown: list[str],
-                                 draft: AuditDraft, checker: ContractChecker | None) -> None:
+    async def _stream_end_checks(
+        self,
+        ctx: GuardContext,
+        ev: dict[str, Any],
+        shown: list[str],
+        draft: AuditDraft,
+        checker: ContractChecker | None,
+    ) -> None:
         """Streams cannot be taken back: rules on the whole answer are reported in the final chunk."""
         for choice in ev.get("choices") or []:
             if choice.get("index", 0) != 0 or not choice.get("finish_reason"):
@@ -498,13 +596,24 @@ class Gateway:
             note: dict[str, Any] = {}
             if checker is not None:
                 violations = checker.violations(text)
-                note["schema"] = {"name": checker.contract.name, "valid": not violations,
-                                  "violations": [str(v) for v in violations]}
+                note["schema"] = {
+                    "name": checker.contract.name,
+                    "valid": not violations,
+                    "violations": [str(v) for v in violations],
+                }
                 draft.schema = {"valid": not violations, "attempts": 1, "violations": note["schema"]["violations"]}
                 if violations:
                     mode = checker.contract.mode
-                    ctx.decisions.append(Decision("schema", f"schema.{checker.contract.name}",
-                                                  "block" if mode == "enforce" else "monitor", 1.0, mode, {}))
+                    ctx.decisions.append(
+                        Decision(
+                            "schema",
+                            f"schema.{checker.contract.name}",
+                            "block" if mode == "enforce" else "monitor",
+                            1.0,
+                            mode,
+                            {},
+                        )
+                    )
             if not (await self.pipeline.check_answer(ctx, text)).allowed:
                 choice["finish_reason"] = "content_filter"
                 note["topic"] = "refused"
@@ -528,8 +637,11 @@ class Gateway:
             draft.refused = True
             data = refusal_completion("chat", model, r.refusal, ctx.request_id)
             if draft.stream:
-                return StreamingResponse(responses_api.stream_events(chunks_of(data), body, self._error_event),
-                                         media_type="text/event-stream", headers=SSE_HEADERS)
+                return StreamingResponse(
+                    responses_api.stream_events(chunks_of(data), body, self._error_event),
+                    media_type="text/event-stream",
+                    headers=SSE_HEADERS,
+                )
             return _json(responses_api.from_chat_response(data, body))
         gate = self._gate(ctx, lp)
         checker = self._contract(lp, "chat")
@@ -542,8 +654,11 @@ class Gateway:
             self._mark(request, start.result, draft)
             ctx.backend = start.result.backend.id
             events = self._accounted(ctx, "chat", model, start, draft, checker)
-            return StreamingResponse(responses_api.stream_events(events, body, self._stream_error(draft)),
-                                     media_type="text/event-stream", headers=SSE_HEADERS)
+            return StreamingResponse(
+                responses_api.stream_events(events, body, self._stream_error(draft)),
+                media_type="text/event-stream",
+                headers=SSE_HEADERS,
+            )
         data = await self._request_with_contract(request, ctx, "chat", model, chat, draft, checker, gate)
         if draft.cache != "hit":
             self._count_tokens(model, ctx.backend or "", data.get("usage"))
@@ -558,16 +673,28 @@ class Gateway:
     async def admin_policies_reload(self, request: Request) -> Response:
         self.keys.authenticate_admin(request.headers.get("authorization"))
         report = await asyncio.to_thread(self.policies.reload)
-        out = {"ok": report.ok, "loaded": report.loaded, "unchanged": report.unchanged, "removed": report.removed,
-               "errors": report.errors, "active": {n: lp.version for n, lp in sorted(self.policies.policies.items())}}
+        out = {
+            "ok": report.ok,
+            "loaded": report.loaded,
+            "unchanged": report.unchanged,
+            "removed": report.removed,
+            "errors": report.errors,
+            "active": {n: lp.version for n, lp in sorted(self.policies.policies.items())},
+        }
         return _json(out, 200 if report.ok else 422)
 
     # --- models, health, metrics ---------------------------------------------------------------
     async def models(self, request: Request) -> Response:
         self.keys.authenticate(request.headers.get("authorization"))
-        return _json({"object": "list", "data": [
-            {"id": name, "object": "model", "created": self.started_at, "owned_by": "mixguard"}
-            for name in self.router.groups]})
+        return _json(
+            {
+                "object": "list",
+                "data": [
+                    {"id": name, "object": "model", "created": self.started_at, "owned_by": "mixguard"}
+                    for name in self.router.groups
+                ],
+            }
+        )
 
     async def live(self, _: Request) -> Response:
         return _json({"status": "ok"})
@@ -578,9 +705,13 @@ class Gateway:
         backends = {b.id: {"ok": ok, "reason": reason} for b, (ok, reason) in zip(self.router.backends, checks[1:])}
         groups_ok = all(any(backends[b.id]["ok"] for b in grp) for grp in self.router.groups.values())
         ready = redis_ok and groups_ok
-        return _json({"status": "ready" if ready else "not_ready",
-                      "checks": {"redis": {"ok": redis_ok, "reason": redis_reason}, "backends": backends}},
-                     200 if ready else 503)
+        return _json(
+            {
+                "status": "ready" if ready else "not_ready",
+                "checks": {"redis": {"ok": redis_ok, "reason": redis_reason}, "backends": backends},
+            },
+            200 if ready else 503,
+        )
 
     async def metrics(self, _: Request) -> Response:
         return Response(METRICS.render(), media_type="text/plain; version=0.0.4")
@@ -630,8 +761,7 @@ def _validation_error_handler(_: Request, exc: Exception) -> Response:
     return _gateway_error_handler(_, errors.Unprocessable("Invalid request"))
 
 
-def create_app(config: GatewayConfig, pipeline: Pipeline | None = None,
-               policies: PolicyStore | None = None) -> FastAPI:
+def create_app(config: GatewayConfig, pipeline: Pipeline | None = None, policies: PolicyStore | None = None) -> FastAPI:
     gw = Gateway(config, pipeline, policies)
 
     @asynccontextmanager
@@ -655,6 +785,7 @@ def create_app(config: GatewayConfig, pipeline: Pipeline | None = None,
     add("/admin/policies", gw.admin_policies, methods=["GET"])
     add("/admin/policies/reload", gw.admin_policies_reload, methods=["POST"])
     from .audit.web import AuditPages
+
     pages = AuditPages(gw)
     add("/admin/login", pages.login, methods=["GET", "POST"])
     add("/admin/audit", pages.index, methods=["GET"])

@@ -1,4 +1,5 @@
 """API keys: only SHA-256 digests are kept in memory, and compared in constant time."""
+
 from __future__ import annotations
 
 import hashlib

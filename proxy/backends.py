@@ -6,6 +6,7 @@ gateway's whole latency budget, while SGLang already speaks OpenAI's protocol. l
 it earns its place: translating to Mistral, Together, Fireworks and Groq. Both raise BackendError,
 which says whether the router may retry or fall back.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,25 +24,73 @@ RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
 #: litellm_params keys that the lean path sends as per-deployment request defaults.
-DEFAULT_PARAMS = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "frequency_penalty", "presence_penalty",
-                  "repetition_penalty", "stop", "seed")
+DEFAULT_PARAMS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "stop",
+    "seed",
+)
 
 
 #: Body fields passed to litellm as keyword arguments (OpenAI's parameters, which litellm maps per provider).
-LITELLM_KWARGS = frozenset({
-    "messages", "prompt", "suffix", "echo", "best_of", "temperature", "top_p", "n", "stop", "max_tokens",
-    "max_completion_tokens", "presence_penalty", "frequency_penalty", "logit_bias", "user", "seed", "logprobs",
-    "top_logprobs", "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call", "response_format",
-    "reasoning_effort", "service_tier", "modalities", "prediction", "web_search_options", "verbosity",
-    "safety_identifier", "prompt_cache_key", "metadata", "store",
-})
+LITELLM_KWARGS = frozenset(
+    {
+        "messages",
+        "prompt",
+        "suffix",
+        "echo",
+        "best_of",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "max_tokens",
+        "max_completion_tokens",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "user",
+        "seed",
+        "logprobs",
+        "top_logprobs",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "functions",
+        "function_call",
+        "response_format",
+        "reasoning_effort",
+        "service_tier",
+        "modalities",
+        "prediction",
+        "web_search_options",
+        "verbosity",
+        "safety_identifier",
+        "prompt_cache_key",
+        "metadata",
+        "store",
+    }
+)
 
 
 class BackendError(Exception):
     """A deployment failed. `status` is the upstream HTTP status (None: no response)."""
 
-    def __init__(self, reason: str, *, status: int | None = None, retryable: bool = True,
-                 timeout: bool = False, upstream_message: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        retryable: bool = True,
+        timeout: bool = False,
+        upstream_message: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
@@ -110,8 +159,9 @@ class OpenAICompatibleBackend(Backend):
     async def start(self) -> None:
         if self.session is None:
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
-            self.session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
-                                                 auto_decompress=True)
+            self.session = aiohttp.ClientSession(
+                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(), auto_decompress=True
+            )
 
     async def close(self) -> None:
         if self.session is not None:
@@ -123,12 +173,16 @@ class OpenAICompatibleBackend(Backend):
 
     async def _post(self, kind: str, body: dict[str, Any], timeout: float) -> aiohttp.ClientResponse:
         assert self.session is not None, "backend not started"
-        payload = orjson.dumps({**self.defaults, **body, "model": self.model} if self.defaults
-                               else {**body, "model": self.model})
+        payload = orjson.dumps(
+            {**self.defaults, **body, "model": self.model} if self.defaults else {**body, "model": self.model}
+        )
         try:
-            resp = await self.session.post(self._url(kind), data=payload, headers=self.headers,
-                                           timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10),
-                                                                         sock_read=timeout))
+            resp = await self.session.post(
+                self._url(kind),
+                data=payload,
+                headers=self.headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10), sock_read=timeout),
+            )
         except asyncio.TimeoutError:
             raise BackendError(f"timeout after {timeout:g}s", timeout=True) from None
         except aiohttp.ClientError as exc:
@@ -136,8 +190,12 @@ class OpenAICompatibleBackend(Backend):
         if resp.status >= 400:
             raw = await resp.read()
             resp.release()
-            raise BackendError(f"upstream status {resp.status}", status=resp.status,
-                               retryable=resp.status in RETRYABLE_STATUS, upstream_message=_upstream_message(raw))
+            raise BackendError(
+                f"upstream status {resp.status}",
+                status=resp.status,
+                retryable=resp.status in RETRYABLE_STATUS,
+                upstream_message=_upstream_message(raw),
+            )
         return resp
 
     async def request(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -151,6 +209,7 @@ class OpenAICompatibleBackend(Backend):
                 return orjson.loads(raw)
             except orjson.JSONDecodeError:
                 raise BackendError("upstream sent invalid JSON") from None
+
         try:
             return await asyncio.wait_for(call(), self.timeout)
         except asyncio.TimeoutError:
@@ -235,8 +294,9 @@ class LiteLLMBackend(Backend):
         if isinstance(exc, asyncio.TimeoutError) or "Timeout" in name:
             return BackendError(f"timeout: {name}", status=status, timeout=True)
         retryable = status is None or status in RETRYABLE_STATUS or "Connection" in name
-        return BackendError(f"{name}", status=status, retryable=retryable,
-                            upstream_message=str(getattr(exc, "message", ""))[:300])
+        return BackendError(
+            f"{name}", status=status, retryable=retryable, upstream_message=str(getattr(exc, "message", ""))[:300]
+        )
 
     async def request(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         fn = self._litellm.acompletion if kind == "chat" else self._litellm.atext_completion

@@ -1,4 +1,5 @@
 """The `mixguard` console command."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,16 @@ import time
 from pathlib import Path
 
 #: Third-party loggers that log prompt text (Presidio's context words, litellm's request dumps).
-CONTENT_LOGGERS = ("presidio-analyzer", "presidio-anonymizer", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy",
-                   "httpx", "httpcore", "openai")
+CONTENT_LOGGERS = (
+    "presidio-analyzer",
+    "presidio-anonymizer",
+    "LiteLLM",
+    "LiteLLM Router",
+    "LiteLLM Proxy",
+    "httpx",
+    "httpcore",
+    "openai",
+)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -27,7 +36,9 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"mixguard: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.mixguard.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.mixguard.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for name in CONTENT_LOGGERS:  # they print request text at DEBUG: never let raw PII reach a log line
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     from guardrails.topics.embedder import EmbeddingModelMissing
@@ -40,8 +51,16 @@ def _serve(args: argparse.Namespace) -> int:
     except EmbeddingModelMissing as exc:
         print(f"mixguard: a policy has semantic topic rules, but {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
-                log_level=config.mixguard.log_level, access_log=args.access_log, timeout_keep_alive=30)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=config.mixguard.log_level,
+        access_log=args.access_log,
+        timeout_keep_alive=30,
+    )
     return 0
 
 
@@ -53,12 +72,28 @@ def _standin(args: argparse.Namespace) -> int:
     replies: list[str] = []
     if args.replies_file:
         import json
+
         replies = json.loads(Path(args.replies_file).read_text())
-    cfg = StandinConfig(model=args.model, replies=replies, ttft_ms=args.ttft_ms, token_ms=args.token_ms,
-                        error_rate=args.error_rate, hang=args.hang, drop_after=args.drop_after,
-                        cache_capacity_tokens=args.cache_tokens, tokenizer=args.tokenizer)
-    uvicorn.run(create_standin_app(cfg), host=args.host, port=args.port, loop="uvloop", http="httptools",
-                log_level="warning", access_log=False)
+    cfg = StandinConfig(
+        model=args.model,
+        replies=replies,
+        ttft_ms=args.ttft_ms,
+        token_ms=args.token_ms,
+        error_rate=args.error_rate,
+        hang=args.hang,
+        drop_after=args.drop_after,
+        cache_capacity_tokens=args.cache_tokens,
+        tokenizer=args.tokenizer,
+    )
+    uvicorn.run(
+        create_standin_app(cfg),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
     return 0
 
 
@@ -91,6 +126,7 @@ def _quickstart(args: argparse.Namespace) -> int:
     standin = subprocess.Popen([*exe, "standin", "--port", str(args.standin_port)])
     gateway = subprocess.Popen([*exe, "serve", "--config", str(cfg_path), "--port", str(args.port)])
     import urllib.request
+
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -103,7 +139,8 @@ def _quickstart(args: argparse.Namespace) -> int:
             print("mixguard: a process exited during start", file=sys.stderr)
             return 1
     base = f"http://127.0.0.1:{args.port}"
-    print(f"""
+    print(
+        f"""
 mixguard is up: gateway {base}  (config {cfg_path}), stand-in SGLang on :{args.standin_port}, embedded Redis.
 
   curl -s {base}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
@@ -114,9 +151,11 @@ r = c.chat.completions.create(model='mixtral', messages=[{{'role': 'user', 'cont
 print(r.choices[0].message.content)"
 
 Every request leaves a signed audit record:  mixguard audit tail   or  {base}/admin/audit
-(admin key {admin}). Policies: {Path('policies').resolve()}  (mixguard policy explain --policy default "some text").
+(admin key {admin}). Policies: {Path("policies").resolve()}  (mixguard policy explain --policy default "some text").
 
-Ctrl-C stops everything.""", flush=True)
+Ctrl-C stops everything.""",
+        flush=True,
+    )
     try:
         while gateway.poll() is None and standin.poll() is None:
             time.sleep(0.5)
@@ -163,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     from policies.cli import add_parser as add_policy
 
     from .audit.cli import add_parser as add_audit
+
     add_policy(sub)
     add_audit(sub)
     return p

@@ -4,6 +4,7 @@ It is pure ASGI (not BaseHTTPMiddleware) because it wraps every call, streaming 
 add no measurable latency. An exception that escapes a route is answered in OpenAI's error shape
 and logged by type only: exception messages may quote request content.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,12 @@ from .metrics import METRICS
 
 log = logging.getLogger("mixguard.edge")
 
-ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/responses": "responses",
-          "/v1/models": "models"}
+ROUTES = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/responses": "responses",
+    "/v1/models": "models",
+}
 
 
 #: A client's x-request-id is kept only if it looks like an id (digits among letters, no '@', no
@@ -77,9 +82,16 @@ class EdgeMiddleware:
             log.error("unhandled %s on %s (request %s)", type(exc).__name__, scope.get("path"), rid)
             if not started:
                 body = error_response_bytes(500, "Internal error in the gateway", "api_error", "internal_error")
-                await send_wrapper({"type": "http.response.start", "status": 500,
-                                    "headers": [(b"content-type", b"application/json"),
-                                                (b"content-length", str(len(body)).encode())]})
+                await send_wrapper(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
                 await send_wrapper({"type": "http.response.body", "body": body})
         finally:
             if self.on_done is not None:

@@ -3,6 +3,7 @@
 Routes raise these; the app's exception handler renders them. Messages must never contain raw
 request content (they may reach logs and audit records), only field names and reasons.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,8 +20,9 @@ class GatewayError(Exception):
     type: str = "api_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
@@ -29,8 +31,7 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param,
-                          "code": self.code}}
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def json(self) -> bytes:
         return orjson.dumps(self.body())
@@ -117,8 +118,9 @@ class UpstreamTimeout(GatewayError):
     status, type, code = 504, "api_error", "timeout"
 
 
-def error_response_bytes(status: int, message: str, type_: str = "invalid_request_error",
-                         code: str | None = None, param: str | None = None) -> bytes:
+def error_response_bytes(
+    status: int, message: str, type_: str = "invalid_request_error", code: str | None = None, param: str | None = None
+) -> bytes:
     """Render an error that did not start as a GatewayError (404 routes, framework errors)."""
     return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
 
@@ -128,6 +130,10 @@ def from_verdict(verdict: Verdict) -> GatewayError:
     if verdict.action == "unavailable":
         return GuardrailUnavailable(verdict.message)
     if verdict.action == "refuse":
-        return PolicyRefusal(verdict.message, refusal=verdict.refusal or "", as_completion=verdict.as_completion,
-                             code=verdict.code or "content_policy_violation")
+        return PolicyRefusal(
+            verdict.message,
+            refusal=verdict.refusal or "",
+            as_completion=verdict.as_completion,
+            code=verdict.code or "content_policy_violation",
+        )
     return PolicyBlocked(verdict.message, code=verdict.code)

@@ -11,6 +11,7 @@ background, so the bucket may go below zero and later requests wait until it ref
 Redis errors fail open (the request goes on, a warning is logged and counted): a limit protects
 capacity, and an outage of the limiter must not become an outage of the gateway.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -116,7 +117,7 @@ class RateLimiter:
         for i, (unit, limit) in enumerate((("requests", rpm), ("tokens", tpm))):
             if not limit:
                 continue
-            allowed, level, wait_ms = out[3 * i:3 * i + 3]
+            allowed, level, wait_ms = out[3 * i : 3 * i + 3]
             v = Verdict(bool(allowed), limit, max(0, math.floor(float(level))), math.ceil(int(wait_ms) / 1000))
             headers.update(v.headers(unit))
             if not v.allowed and refused is None:
@@ -124,9 +125,10 @@ class RateLimiter:
         if refused is not None:
             unit, limit, v = refused
             METRICS.rate_limited.labels(unit).inc()
-            raise errors.RateLimited(f"Rate limit reached for key '{key_id}': {limit} {unit} per minute. "
-                                     f"Try again in {v.retry_after_s} s.",
-                                     headers={**headers, "retry-after": str(v.retry_after_s)})
+            raise errors.RateLimited(
+                f"Rate limit reached for key '{key_id}': {limit} {unit} per minute. Try again in {v.retry_after_s} s.",
+                headers={**headers, "retry-after": str(v.retry_after_s)},
+            )
         return headers
 
     def charge(self, key_id: str, usage: dict[str, Any] | None) -> None:

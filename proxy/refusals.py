@@ -1,4 +1,5 @@
 """A policy refusal shaped as an ordinary answer (finish_reason "content_filter"), whole or streamed."""
+
 from __future__ import annotations
 
 import time
@@ -12,18 +13,40 @@ def refusal_completion(kind: str, model: str, text: str, request_id: str) -> dic
     """A policy refusal shaped as an ordinary answer, as OpenAI's moderation refusals are."""
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     if kind == "chat":
-        return {"id": f"chatcmpl-mg-{request_id}", "object": "chat.completion", "created": int(time.time()),
-                "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                             "logprobs": None, "finish_reason": "content_filter"}], "usage": usage}
-    return {"id": f"cmpl-mg-{request_id}", "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "content_filter"}], "usage": usage}
+        return {
+            "id": f"chatcmpl-mg-{request_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": None,
+                    "finish_reason": "content_filter",
+                }
+            ],
+            "usage": usage,
+        }
+    return {
+        "id": f"cmpl-mg-{request_id}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "content_filter"}],
+        "usage": usage,
+    }
 
 
 async def chunks_of(data: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """A whole completion as stream chunks (role, content, finish)."""
     chat = data["object"] == "chat.completion"
-    base = {"id": data["id"], "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": data["created"], "model": data["model"]}
+    base = {
+        "id": data["id"],
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": data["created"],
+        "model": data["model"],
+    }
     c = data["choices"][0]
     if chat:
         yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}

@@ -12,6 +12,7 @@ a stream request replays a cached plain-text answer as chunks. The cache is an o
 Redis error is a miss (logged and counted), never a failed request. Per request, the body's `cache` object (LiteLLM's names) turns it off: `no-cache` skips
 the lookup, `no-store` skips the write, `ttl` shortens the lifetime.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,8 +46,11 @@ class CacheControl:
         if not isinstance(c, dict):
             return cls()
         ttl = c.get("ttl", c.get("s-maxage"))
-        return cls(lookup=not c.get("no-cache"), store=not c.get("no-store"),
-                   ttl_s=int(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else None)
+        return cls(
+            lookup=not c.get("no-cache"),
+            store=not c.get("no-store"),
+            ttl_s=int(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else None,
+        )
 
 
 class ResponseCache:
@@ -130,7 +134,12 @@ class StreamRecorder:
         if not self.plain or self.finish != "stop" or self.head is None:
             return None
         if self.kind == "chat":
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": "stop"}
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
             obj = "chat.completion"
         else:
             choice, obj = {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}, "text_completion"
@@ -150,8 +159,11 @@ def replayable(data: dict[str, Any]) -> bool:
     if len(choices) != 1:
         return False
     msg = choices[0].get("message")
-    return isinstance(choices[0].get("text"), str) if msg is None else \
-        isinstance(msg.get("content"), str) and not msg.get("tool_calls")
+    return (
+        isinstance(choices[0].get("text"), str)
+        if msg is None
+        else isinstance(msg.get("content"), str) and not msg.get("tool_calls")
+    )
 
 
 async def replay(data: dict[str, Any], include_usage: bool) -> AsyncIterator[dict[str, Any]]:
@@ -159,5 +171,11 @@ async def replay(data: dict[str, Any], include_usage: bool) -> AsyncIterator[dic
     async for chunk in chunks_of(data):
         yield chunk
     if include_usage and data.get("usage"):
-        yield {"id": data["id"], "object": "chat.completion.chunk" if "message" in data["choices"][0] else "text_completion",
-               "created": data["created"], "model": data["model"], "choices": [], "usage": data["usage"]}
+        yield {
+            "id": data["id"],
+            "object": "chat.completion.chunk" if "message" in data["choices"][0] else "text_completion",
+            "created": data["created"],
+            "model": data["model"],
+            "choices": [],
+            "usage": data["usage"],
+        }

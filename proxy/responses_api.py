@@ -3,6 +3,7 @@
 Requests are translated to a chat body (so every guardrail sees the same messages), the chat
 answer back into a Response object, and a chat stream into Responses' typed events.
 """
+
 from __future__ import annotations
 
 import time
@@ -15,8 +16,20 @@ import orjson
 from . import errors
 
 #: Responses fields that mean the same in a chat request (the body was parsed: all are checked).
-_PASSTHROUGH = ("temperature", "top_p", "user", "seed", "stop", "n", "tool_choice", "parallel_tool_calls",
-                "top_logprobs", "service_tier", "prompt_cache_key", "safety_identifier")
+_PASSTHROUGH = (
+    "temperature",
+    "top_p",
+    "user",
+    "seed",
+    "stop",
+    "n",
+    "tool_choice",
+    "parallel_tool_calls",
+    "top_logprobs",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
+)
 
 
 def _text_of(content: Any) -> str | list[dict[str, Any]]:
@@ -40,9 +53,12 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
     if "model" not in body:
         raise errors.BadRequest("Missing required parameter: 'model'", param="model")
     if body.get("previous_response_id") is not None:
-        raise errors.BadRequest("'previous_response_id' is not supported (the gateway stores no responses): "
-                                "send the conversation in 'input'", param="previous_response_id",
-                                code="unsupported_parameter")
+        raise errors.BadRequest(
+            "'previous_response_id' is not supported (the gateway stores no responses): "
+            "send the conversation in 'input'",
+            param="previous_response_id",
+            code="unsupported_parameter",
+        )
     messages: list[dict[str, Any]] = []
     if body.get("instructions"):
         messages.append({"role": "system", "content": body["instructions"]})
@@ -56,18 +72,28 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
             kind = item.get("type", "message")
             if kind == "message":
                 role = item.get("role", "user")
-                messages.append({"role": "system" if role == "developer" else role, "content": _text_of(item.get("content", ""))})
+                messages.append(
+                    {"role": "system" if role == "developer" else role, "content": _text_of(item.get("content", ""))}
+                )
             elif kind == "function_call":
-                call = {"id": item.get("call_id"), "type": "function",
-                        "function": {"name": item.get("name"), "arguments": item.get("arguments", "")}}
+                call = {
+                    "id": item.get("call_id"),
+                    "type": "function",
+                    "function": {"name": item.get("name"), "arguments": item.get("arguments", "")},
+                }
                 if messages and messages[-1]["role"] == "assistant" and messages[-1].get("tool_calls") is not None:
                     messages[-1]["tool_calls"].append(call)
                 else:
                     messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
             elif kind == "function_call_output":
                 out = item.get("output", "")
-                messages.append({"role": "tool", "tool_call_id": item.get("call_id"),
-                                 "content": out if isinstance(out, str) else orjson.dumps(out).decode()})
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": item.get("call_id"),
+                        "content": out if isinstance(out, str) else orjson.dumps(out).decode(),
+                    }
+                )
             else:
                 raise errors.BadRequest(f"input item type '{kind}' is not supported", param="input")
     else:
@@ -86,15 +112,22 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
         for t in body["tools"]:
             if t.get("type") != "function":
                 raise errors.BadRequest(f"tool type '{t.get('type')}' is not supported", param="tools")
-            tools.append({"type": "function", "function": {k: t[k] for k in ("name", "description", "parameters", "strict") if k in t}})
+            tools.append(
+                {
+                    "type": "function",
+                    "function": {k: t[k] for k in ("name", "description", "parameters", "strict") if k in t},
+                }
+            )
         chat["tools"] = tools
     tc = body.get("tool_choice")
     if isinstance(tc, dict) and tc.get("type") == "function" and "name" in tc:
         chat["tool_choice"] = {"type": "function", "function": {"name": tc["name"]}}
     fmt = (body.get("text") or {}).get("format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        chat["response_format"] = {"type": "json_schema", "json_schema": {
-            k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}}
+        chat["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt},
+        }
     elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
         chat["response_format"] = {"type": "json_object"}
     return chat
@@ -104,9 +137,13 @@ def _usage(u: dict[str, Any] | None) -> dict[str, Any] | None:
     if not u:
         return None
     cached = ((u.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0
-    return {"input_tokens": u.get("prompt_tokens", 0), "output_tokens": u.get("completion_tokens", 0),
-            "total_tokens": u.get("total_tokens", 0), "input_tokens_details": {"cached_tokens": cached},
-            "output_tokens_details": {"reasoning_tokens": u.get("reasoning_tokens") or 0}}
+    return {
+        "input_tokens": u.get("prompt_tokens", 0),
+        "output_tokens": u.get("completion_tokens", 0),
+        "total_tokens": u.get("total_tokens", 0),
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens_details": {"reasoning_tokens": u.get("reasoning_tokens") or 0},
+    }
 
 
 def _new_id(prefix: str) -> str:
@@ -114,24 +151,49 @@ def _new_id(prefix: str) -> str:
 
 
 def _base(resp_id: str, body: dict[str, Any], status: str, created: int) -> dict[str, Any]:
-    return {"id": resp_id, "object": "response", "created_at": created, "status": status, "error": None,
-            "incomplete_details": None, "instructions": body.get("instructions"),
-            "max_output_tokens": body.get("max_output_tokens"), "model": body.get("model"), "output": [],
-            "parallel_tool_calls": body.get("parallel_tool_calls", True), "previous_response_id": None,
-            "temperature": body.get("temperature"), "tool_choice": body.get("tool_choice", "auto"),
-            "tools": body.get("tools", []), "top_p": body.get("top_p"), "usage": None,
-            "text": body.get("text") or {"format": {"type": "text"}}, "metadata": body.get("metadata") or {}}
+    return {
+        "id": resp_id,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": body.get("model"),
+        "output": [],
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": None,
+        "temperature": body.get("temperature"),
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools", []),
+        "top_p": body.get("top_p"),
+        "usage": None,
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "metadata": body.get("metadata") or {},
+    }
 
 
 def _message_item(text: str, item_id: str | None = None, status: str = "completed") -> dict[str, Any]:
-    return {"type": "message", "id": item_id or _new_id("msg"), "status": status, "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    return {
+        "type": "message",
+        "id": item_id or _new_id("msg"),
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
 
 
 def _call_item(call: dict[str, Any], item_id: str | None = None, status: str = "completed") -> dict[str, Any]:
     fn = call.get("function") or {}
-    return {"type": "function_call", "id": item_id or _new_id("fc"), "call_id": call.get("id") or _new_id("call"),
-            "name": fn.get("name"), "arguments": fn.get("arguments") or "", "status": status}
+    return {
+        "type": "function_call",
+        "id": item_id or _new_id("fc"),
+        "call_id": call.get("id") or _new_id("call"),
+        "name": fn.get("name"),
+        "arguments": fn.get("arguments") or "",
+        "status": status,
+    }
 
 
 def from_chat_response(chat: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
@@ -149,8 +211,9 @@ def from_chat_response(chat: dict[str, Any], body: dict[str, Any]) -> dict[str, 
     return out
 
 
-async def stream_events(chunks: AsyncIterator[dict[str, Any]], body: dict[str, Any],
-                        on_error: Callable[[Exception], dict[str, Any]]) -> AsyncIterator[bytes]:
+async def stream_events(
+    chunks: AsyncIterator[dict[str, Any]], body: dict[str, Any], on_error: Callable[[Exception], dict[str, Any]]
+) -> AsyncIterator[bytes]:
     """Turn chat-completion chunks into Responses SSE events (`event:` + `data:` lines)."""
     seq = 0
     created = int(time.time())
@@ -181,13 +244,30 @@ async def stream_events(chunks: AsyncIterator[dict[str, Any]], body: dict[str, A
                         item = _message_item("", msg_id, "in_progress")
                         item["content"] = []
                         yield ev("response.output_item.added", {"output_index": output_index, "item": item})
-                        yield ev("response.content_part.added", {"item_id": msg_id, "output_index": output_index,
-                                                                 "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})
+                        yield ev(
+                            "response.content_part.added",
+                            {
+                                "item_id": msg_id,
+                                "output_index": output_index,
+                                "content_index": 0,
+                                "part": {"type": "output_text", "text": "", "annotations": []},
+                            },
+                        )
                     text.append(piece)
-                    yield ev("response.output_text.delta", {"item_id": msg_id, "output_index": output_index,
-                                                            "content_index": 0, "delta": piece, "logprobs": []})
+                    yield ev(
+                        "response.output_text.delta",
+                        {
+                            "item_id": msg_id,
+                            "output_index": output_index,
+                            "content_index": 0,
+                            "delta": piece,
+                            "logprobs": [],
+                        },
+                    )
                 for tc in delta.get("tool_calls") or []:
-                    slot = calls.setdefault(tc.get("index", 0), {"id": None, "function": {"name": None, "arguments": ""}})
+                    slot = calls.setdefault(
+                        tc.get("index", 0), {"id": None, "function": {"name": None, "arguments": ""}}
+                    )
                     slot["id"] = tc.get("id") or slot["id"]
                     fn = tc.get("function") or {}
                     slot["function"]["name"] = fn.get("name") or slot["function"]["name"]
@@ -201,10 +281,15 @@ async def stream_events(chunks: AsyncIterator[dict[str, Any]], body: dict[str, A
         return
     if msg_id is not None:
         full = "".join(text)
-        yield ev("response.output_text.done", {"item_id": msg_id, "output_index": output_index, "content_index": 0,
-                                               "text": full, "logprobs": []})
+        yield ev(
+            "response.output_text.done",
+            {"item_id": msg_id, "output_index": output_index, "content_index": 0, "text": full, "logprobs": []},
+        )
         part = {"type": "output_text", "text": full, "annotations": []}
-        yield ev("response.content_part.done", {"item_id": msg_id, "output_index": output_index, "content_index": 0, "part": part})
+        yield ev(
+            "response.content_part.done",
+            {"item_id": msg_id, "output_index": output_index, "content_index": 0, "part": part},
+        )
         item = _message_item(full, msg_id)
         yield ev("response.output_item.done", {"output_index": output_index, "item": item})
         resp["output"].append(item)
@@ -213,10 +298,14 @@ async def stream_events(chunks: AsyncIterator[dict[str, Any]], body: dict[str, A
         item = _call_item(call)
         added = {**item, "arguments": "", "status": "in_progress"}
         yield ev("response.output_item.added", {"output_index": output_index, "item": added})
-        yield ev("response.function_call_arguments.delta", {"item_id": item["id"], "output_index": output_index,
-                                                             "delta": item["arguments"]})
-        yield ev("response.function_call_arguments.done", {"item_id": item["id"], "output_index": output_index,
-                                                            "arguments": item["arguments"], "name": item["name"]})
+        yield ev(
+            "response.function_call_arguments.delta",
+            {"item_id": item["id"], "output_index": output_index, "delta": item["arguments"]},
+        )
+        yield ev(
+            "response.function_call_arguments.done",
+            {"item_id": item["id"], "output_index": output_index, "arguments": item["arguments"], "name": item["name"]},
+        )
         yield ev("response.output_item.done", {"output_index": output_index, "item": item})
         resp["output"].append(item)
         output_index += 1

@@ -5,6 +5,7 @@ errors), then each group listed in `fallbacks` for G, in order. A connection err
 5xx moves on; a 4xx that is the caller's fault (400, 401, 404, 422) is returned at once. For
 streams, the switch can only happen before the first event reached the caller.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -70,8 +71,11 @@ class Router:
     def plan(self, model: str) -> list[Backend]:
         """Backends to try for `model`, in order; NotFound if no such group."""
         if model not in self.groups:
-            raise errors.NotFound("The model named in 'model' does not exist or is not served by this gateway",
-                                  param="model", code="model_not_found")
+            raise errors.NotFound(
+                "The model named in 'model' does not exist or is not served by this gateway",
+                param="model",
+                code="model_not_found",
+            )
         order = list(self.groups[model])
         for fb in self.fallbacks.get(model, []):
             order.extend(self.groups.get(fb, []))
@@ -86,8 +90,13 @@ class Router:
     @staticmethod
     def _client_error(exc: BackendError) -> errors.GatewayError:
         msg = exc.upstream_message or exc.reason
-        cls = {400: errors.BadRequest, 401: errors.UpstreamError, 404: errors.BadRequest,
-               413: errors.PayloadTooLarge, 422: errors.Unprocessable}.get(exc.status or 0, errors.BadRequest)
+        cls = {
+            400: errors.BadRequest,
+            401: errors.UpstreamError,
+            404: errors.BadRequest,
+            413: errors.PayloadTooLarge,
+            422: errors.Unprocessable,
+        }.get(exc.status or 0, errors.BadRequest)
         return cls(f"Backend rejected the request: {msg}")
 
     def _failed(self, backend: Backend, exc: BackendError, attempts: list[Attempt]) -> BackendError:
@@ -110,8 +119,9 @@ class Router:
                 exc.message += " (after: " + ", ".join(f"{a.backend}: {a.reason}" for a in attempts) + ")"
             raise
 
-    async def request(self, model: str, kind: str, body: dict[str, Any],
-                      gate: Gate | None = None) -> tuple[dict[str, Any], RouteResult]:
+    async def request(
+        self, model: str, kind: str, body: dict[str, Any], gate: Gate | None = None
+    ) -> tuple[dict[str, Any], RouteResult]:
         attempts: list[Attempt] = []
         last: BackendError | None = None
         for backend in self.plan(model):
@@ -136,8 +146,15 @@ class Router:
                     return StreamStart(RouteResult(backend, attempts), first, events)
                 except (BackendError, asyncio.TimeoutError, StopAsyncIteration) as exc:
                     await events.aclose()
-                    err = exc if isinstance(exc, BackendError) else BackendError(
-                        f"timeout after {backend.stream_timeout:g}s" if isinstance(exc, asyncio.TimeoutError)
-                        else "empty stream", timeout=isinstance(exc, asyncio.TimeoutError))
+                    err = (
+                        exc
+                        if isinstance(exc, BackendError)
+                        else BackendError(
+                            f"timeout after {backend.stream_timeout:g}s"
+                            if isinstance(exc, asyncio.TimeoutError)
+                            else "empty stream",
+                            timeout=isinstance(exc, asyncio.TimeoutError),
+                        )
+                    )
                     last = self._failed(backend, err, attempts)
         raise self._final_error(last, attempts)

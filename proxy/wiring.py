@@ -3,6 +3,7 @@
 Order: topics first (a refused prompt costs no PII analysis and reaches nothing), then PII.
 Output filters run in reverse order (see guardrails.pipeline).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,6 +14,7 @@ from guardrails.pipeline import Pipeline
 from policies.store import PolicyStore
 
 from .app import create_app
+from .metrics import observe_pii_analyzer
 from .settings import GatewayConfig
 
 
@@ -24,6 +26,7 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
 
     def encoder():
         from guardrails.topics.embedder import shared_embedder
+
         return shared_embedder(ms.embedding_model_dir, ms.embedding_backend, ms.embedding_model).encode
 
     steps.append(TopicGuardrail(store, encoder))
@@ -35,19 +38,34 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
 
         def spec_for(policies: Any) -> tuple:
             """What the Presidio engine is built from (picklable: worker processes rebuild it)."""
-            enabled = DEFAULT_RECOGNIZERS | {n for lp in policies.values() for n in lp.policy.pii.enable_presidio_recognizers}
-            return (ms.pii.spacy_model, sorted(enabled),
-                    [r.model_dump() for lp in policies.values() for r in lp.policy.pii.recognizers])
+            enabled = DEFAULT_RECOGNIZERS | {
+                n for lp in policies.values() for n in lp.policy.pii.enable_presidio_recognizers
+            }
+            return (
+                ms.pii.spacy_model,
+                sorted(enabled),
+                [r.model_dump() for lp in policies.values() for r in lp.policy.pii.recognizers],
+            )
 
         spec = spec_for(store.policies)
         key = vault_key_from_env(ms.pii.vault_key_env)
-        analyzer = PiiAnalyzer(engine_from_spec(spec), None, ms.redis_prefix, key, workers=ms.pii.analysis_workers,
-                               spec=spec, processes=ms.pii.long_text_processes, long_text_chars=ms.pii.long_text_chars)
+        analyzer = PiiAnalyzer(
+            engine_from_spec(spec),
+            None,
+            ms.redis_prefix,
+            key,
+            workers=ms.pii.analysis_workers,
+            spec=spec,
+            processes=ms.pii.long_text_processes,
+            long_text_chars=ms.pii.long_text_chars,
+        )
+        observe_pii_analyzer(analyzer)  # its cache hits and analyses appear on /metrics
 
         def on_reload(policies: Any) -> None:  # a policy that adds a custom recognizer takes effect live
             new = spec_for(policies)
             if new != analyzer.spec:
                 analyzer.replace_engine(engine_from_spec(new), new)
+
         store.listeners.append(on_reload)
         vault = Vault(None, ms.redis_prefix, key, ms.pii.vault_ttl_seconds)
         hosted = {d.backend_id for d in config.model_list if d.hosted}

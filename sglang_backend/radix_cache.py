@@ -4,6 +4,7 @@ The stand-in uses it to report `usage.prompt_tokens_details.cached_tokens` the w
 the number of leading prompt tokens whose KV entries were already resident. Capacity is counted
 in tokens; when an insert would exceed it, least-recently-used leaves are evicted first.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -46,7 +47,7 @@ class RadixCache:
             child = node.children.get(tokens[matched])
             if child is None:
                 break
-            n = _common_prefix_len(child.key, tokens[matched:matched + len(child.key)])
+            n = _common_prefix_len(child.key, tokens[matched : matched + len(child.key)])
             child.touch()
             matched += n
             if n < len(child.key):
@@ -66,7 +67,7 @@ class RadixCache:
                 node.children[tokens[pos]] = new
                 self.total_tokens += len(new.key)
                 break
-            n = _common_prefix_len(child.key, tokens[pos:pos + len(child.key)])
+            n = _common_prefix_len(child.key, tokens[pos : pos + len(child.key)])
             child.touch()
             if n < len(child.key):
                 self._split(child, n)
@@ -80,8 +81,7 @@ class RadixCache:
 
     def _split(self, node: TreeNode, at: int) -> None:
         """Split `node` so that its first `at` tokens form their own node (node keeps the head)."""
-        tail = TreeNode(key=node.key[at:], parent=node, children=node.children,
-                        last_access=node.last_access)
+        tail = TreeNode(key=node.key[at:], parent=node, children=node.children, last_access=node.last_access)
         for c in tail.children.values():
             c.parent = tail
         node.key = node.key[:at]

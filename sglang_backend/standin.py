@@ -14,6 +14,7 @@ Faults for fallback tests: `error_rate` (HTTP 500), `hang` (never answers), `dro
 breaks after N chunks). Timing: `ttft_ms`, `token_ms`. All of it can be changed at run time with
 `POST /standin/config`, which real SGLang does not have; tests use it only on stand-ins they start.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -99,10 +100,17 @@ class Standin:
         tools = body.get("tools") or []
         if tools and last is messages[-1] and last.get("role") == "user" and body.get("tool_choice") != "none":
             choice = body.get("tool_choice")
-            name = (choice.get("function", {}).get("name") if isinstance(choice, dict)
-                    else tools[0].get("function", {}).get("name"))
-            call = {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "index": 0,
-                    "function": {"name": name, "arguments": json.dumps({"input": text})}}
+            name = (
+                choice.get("function", {}).get("name")
+                if isinstance(choice, dict)
+                else tools[0].get("function", {}).get("name")
+            )
+            call = {
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "index": 0,
+                "function": {"name": name, "arguments": json.dumps({"input": text})},
+            }
             return "", [call]
         return text, None
 
@@ -121,9 +129,13 @@ class Standin:
         self.stats.generation_tokens += len(output_ids)
         self.stats.cached_tokens += cached
         details = {"cached_tokens": cached} if (self.config.cache_report and cached) else None
-        return {"prompt_tokens": len(prompt_ids), "total_tokens": len(prompt_ids) + len(output_ids),
-                "completion_tokens": len(output_ids), "prompt_tokens_details": details,
-                "reasoning_tokens": 0}
+        return {
+            "prompt_tokens": len(prompt_ids),
+            "total_tokens": len(prompt_ids) + len(output_ids),
+            "completion_tokens": len(output_ids),
+            "prompt_tokens_details": details,
+            "reasoning_tokens": 0,
+        }
 
     @staticmethod
     def _apply_stop(text: str, stop: Any) -> tuple[str, str | None]:
@@ -173,28 +185,61 @@ class Standin:
         created = int(time.time())
         model = body.get("model") or cfg.model
         if body.get("stream"):
-            return StreamingResponse(self._stream(rid, created, model, chat, ids, tool_calls, finish,
-                                                  matched_stop, usage, n, body), media_type="text/event-stream")
+            return StreamingResponse(
+                self._stream(rid, created, model, chat, ids, tool_calls, finish, matched_stop, usage, n, body),
+                media_type="text/event-stream",
+            )
         stop_reason = matched_stop if matched_stop else (2 if finish == "stop" else None)
         if chat:
-            message: dict[str, Any] = {"role": "assistant", "content": text if not tool_calls else None,
-                                       "reasoning_content": None, "tool_calls": tool_calls}
-            choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish,
-                        "matched_stop": stop_reason} for i in range(n)]
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": text if not tool_calls else None,
+                "reasoning_content": None,
+                "tool_calls": tool_calls,
+            }
+            choices = [
+                {"index": i, "message": message, "logprobs": None, "finish_reason": finish, "matched_stop": stop_reason}
+                for i in range(n)
+            ]
             obj = "chat.completion"
         else:
-            choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": finish,
-                        "matched_stop": stop_reason} for i in range(n)]
+            choices = [
+                {"index": i, "text": text, "logprobs": None, "finish_reason": finish, "matched_stop": stop_reason}
+                for i in range(n)
+            ]
             obj = "text_completion"
         if n > 1:
-            usage = {**usage, "completion_tokens": usage["completion_tokens"] * n,
-                     "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"] * n}
-        return _json({"id": rid, "object": obj, "created": created, "model": model, "choices": choices,
-                      "usage": usage, "metadata": {"weight_version": "default"}})
+            usage = {
+                **usage,
+                "completion_tokens": usage["completion_tokens"] * n,
+                "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"] * n,
+            }
+        return _json(
+            {
+                "id": rid,
+                "object": obj,
+                "created": created,
+                "model": model,
+                "choices": choices,
+                "usage": usage,
+                "metadata": {"weight_version": "default"},
+            }
+        )
 
-    async def _stream(self, rid: str, created: int, model: str, chat: bool, ids: list[int],
-                      tool_calls: list[dict] | None, finish: str, matched_stop: Any,
-                      usage: dict[str, Any], n: int, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    async def _stream(
+        self,
+        rid: str,
+        created: int,
+        model: str,
+        chat: bool,
+        ids: list[int],
+        tool_calls: list[dict] | None,
+        finish: str,
+        matched_stop: Any,
+        usage: dict[str, Any],
+        n: int,
+        body: dict[str, Any],
+    ) -> AsyncIterator[bytes]:
         cfg, stats = self.config, self.stats
         obj = "chat.completion.chunk" if chat else "text_completion"
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -204,19 +249,35 @@ class Standin:
         sent = 0
 
         def chunk(choices: list[dict], usage_: Any = None) -> bytes:
-            return b"data: " + orjson.dumps({"id": rid, "object": obj, "created": created, "model": model,
-                                              "choices": choices, "usage": usage_}) + b"\n\n"
+            return (
+                b"data: "
+                + orjson.dumps(
+                    {"id": rid, "object": obj, "created": created, "model": model, "choices": choices, "usage": usage_}
+                )
+                + b"\n\n"
+            )
+
         try:
             if chat:
-                yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                              "finish_reason": None, "matched_stop": None} for i in range(n)])
+                yield chunk(
+                    [
+                        {
+                            "index": i,
+                            "delta": {"role": "assistant", "content": ""},
+                            "logprobs": None,
+                            "finish_reason": None,
+                            "matched_stop": None,
+                        }
+                        for i in range(n)
+                    ]
+                )
             prev = ""
             pieces: list[str] = []
             for k in range(len(ids)):
                 cur = self.tokenizer.decode(ids[: k + 1])
                 if cur.endswith("\ufffd"):
                     continue  # incomplete UTF-8 sequence: wait for the next token, as SGLang does
-                pieces.append(cur[len(prev):])
+                pieces.append(cur[len(prev) :])
                 prev = cur
             if tool_calls:
                 pieces = []
@@ -226,16 +287,45 @@ class Standin:
                 if cfg.drop_after is not None and sent >= cfg.drop_after:
                     raise ConnectionAbortedError("injected fault: stream dropped")
                 delta = {"content": piece} if chat else None
-                yield chunk([{"index": i, **({"delta": delta} if chat else {"text": piece}), "logprobs": None,
-                              "finish_reason": None, "matched_stop": None} for i in range(n)])
+                yield chunk(
+                    [
+                        {
+                            "index": i,
+                            **({"delta": delta} if chat else {"text": piece}),
+                            "logprobs": None,
+                            "finish_reason": None,
+                            "matched_stop": None,
+                        }
+                        for i in range(n)
+                    ]
+                )
                 sent += 1
             if tool_calls:
                 for i in range(n):
-                    yield chunk([{"index": i, "delta": {"role": None, "content": None, "tool_calls": [
-                        {**tool_calls[0]}]}, "logprobs": None, "finish_reason": None, "matched_stop": None}])
+                    yield chunk(
+                        [
+                            {
+                                "index": i,
+                                "delta": {"role": None, "content": None, "tool_calls": [{**tool_calls[0]}]},
+                                "logprobs": None,
+                                "finish_reason": None,
+                                "matched_stop": None,
+                            }
+                        ]
+                    )
             stop_reason = matched_stop if matched_stop else (2 if finish == "stop" else None)
-            yield chunk([{"index": i, **({"delta": {}} if chat else {"text": ""}), "logprobs": None,
-                          "finish_reason": finish, "matched_stop": stop_reason} for i in range(n)])
+            yield chunk(
+                [
+                    {
+                        "index": i,
+                        **({"delta": {}} if chat else {"text": ""}),
+                        "logprobs": None,
+                        "finish_reason": finish,
+                        "matched_stop": stop_reason,
+                    }
+                    for i in range(n)
+                ]
+            )
             if include_usage:
                 yield chunk([], usage)
             yield b"data: [DONE]\n\n"
@@ -254,9 +344,21 @@ class Standin:
         return await self.completions(request, chat=False)
 
     async def models(self, _: Request) -> Response:
-        return _json({"object": "list", "data": [{"id": self.config.model, "object": "model",
-                                                  "created": int(time.time()), "owned_by": "sglang",
-                                                  "root": self.config.model, "max_model_len": 32768}]})
+        return _json(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": self.config.model,
+                        "object": "model",
+                        "created": int(time.time()),
+                        "owned_by": "sglang",
+                        "root": self.config.model,
+                        "max_model_len": 32768,
+                    }
+                ],
+            }
+        )
 
     async def health(self, _: Request) -> Response:
         return Response(status_code=200)
@@ -313,17 +415,19 @@ class Standin:
 
 def create_standin_app(config: StandinConfig | None = None) -> Starlette:
     s = Standin(config or StandinConfig())
-    app = Starlette(routes=[
-        Route("/v1/chat/completions", s.chat, methods=["POST"]),
-        Route("/v1/completions", s.text, methods=["POST"]),
-        Route("/v1/models", s.models, methods=["GET"]),
-        Route("/health", s.health, methods=["GET"]),
-        Route("/health_generate", s.health_generate, methods=["GET"]),
-        Route("/metrics", s.metrics, methods=["GET"]),
-        Route("/flush_cache", s.flush_cache, methods=["POST", "GET"]),
-        Route("/standin/config", s.get_config, methods=["GET"]),
-        Route("/standin/config", s.set_config, methods=["POST"]),
-        Route("/standin/last_request", s.get_last_request, methods=["GET"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", s.chat, methods=["POST"]),
+            Route("/v1/completions", s.text, methods=["POST"]),
+            Route("/v1/models", s.models, methods=["GET"]),
+            Route("/health", s.health, methods=["GET"]),
+            Route("/health_generate", s.health_generate, methods=["GET"]),
+            Route("/metrics", s.metrics, methods=["GET"]),
+            Route("/flush_cache", s.flush_cache, methods=["POST", "GET"]),
+            Route("/standin/config", s.get_config, methods=["GET"]),
+            Route("/standin/config", s.set_config, methods=["POST"]),
+            Route("/standin/last_request", s.get_last_request, methods=["GET"]),
+        ]
+    )
     app.state.standin = s
     return app

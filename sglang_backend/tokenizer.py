@@ -4,6 +4,7 @@
 mistral_common wheel ships (Mixtral 8x7B's tokenizer); it matches SentencePiece's ids on ordinary
 text and may split long whitespace runs differently. Any other `tokenizer.json` can be given.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -38,8 +39,11 @@ def render_mixtral_chat(messages: list[dict]) -> str:
             out.append(f"[INST] {body} [/INST]")
         else:  # assistant
             calls = m.get("tool_calls") or []
-            extra = "".join(f"[TOOL_CALLS]{c.get('function', {}).get('name')}{c.get('function', {}).get('arguments')}"
-                            for c in calls if isinstance(c, dict))
+            extra = "".join(
+                f"[TOOL_CALLS]{c.get('function', {}).get('name')}{c.get('function', {}).get('arguments')}"
+                for c in calls
+                if isinstance(c, dict)
+            )
             out.append(f"{text}{extra}</s>")
     if pending_system:
         out.append(f"[INST] {chr(10).join(pending_system)} [/INST]")
@@ -54,5 +58,7 @@ def message_text(m: dict) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in ("text", "input_text"))
+        return "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in ("text", "input_text")
+        )
     return str(content)

@@ -4,6 +4,7 @@ Set MIXGUARD_TEST_SGLANG_URL (and MIXGUARD_TEST_SGLANG_MODEL) to run the same te
 real SGLang server; answers then come from a model, so echo-only assertions are replaced by shape
 checks (see `backend.echo`). MIXGUARD_TEST_REDIS_SERVER picks the Redis binary (valkey | redis-server).
 """
+
 from __future__ import annotations
 
 import os
@@ -49,9 +50,13 @@ def primary():
         p = Primary(real.rstrip("/"), os.environ.get("MIXGUARD_TEST_SGLANG_MODEL", "default"), False, None)
         # A fresh server compiles its kernels on the first requests (tens of seconds): pay that here.
         import httpx
+
         for _ in range(2):
-            httpx.post(f"{p.url}/v1/chat/completions", timeout=600, json={
-                "model": p.model, "max_tokens": 8, "messages": [{"role": "user", "content": "warm up " * 40}]})
+            httpx.post(
+                f"{p.url}/v1/chat/completions",
+                timeout=600,
+                json={"model": p.model, "max_tokens": 8, "messages": [{"role": "user", "content": "warm up " * 40}]},
+            )
         yield p
         return
     s = Standin()
@@ -69,6 +74,7 @@ def gateway(primary, redis_server):
 @pytest.fixture
 def client(gateway):
     from openai import OpenAI
+
     return OpenAI(base_url=gateway.url + "/v1", api_key=Gateway.KEY, max_retries=0, timeout=30)
 
 

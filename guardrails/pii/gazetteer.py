@@ -8,6 +8,7 @@
 * an English lexicon from the spaCy model's lemmatizer tables, to tell the name "Rose" from the
   word "rose" and "Will" from "will".
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,21 +21,112 @@ log = logging.getLogger("mixguard.pii")
 
 #: Names that are far more often words of our users' trade than people: programming languages,
 #: products and tools. A policy's allow_list adds its own.
-TECH_TERMS = frozenset({
-    "Ada", "Crystal", "Elixir", "Julia", "Pascal", "Ruby", "Rust", "Swift", "Dart", "Go", "Scala", "Kotlin",
-    "Django", "Flask", "Jenkins", "Ansible", "Hadoop", "Spark", "Kafka", "Cassandra", "Debian", "Ubuntu",
-    "Alpine", "Mint", "Fedora", "Arch", "Maven", "Gradle", "Sentry", "Grafana", "Jest", "Mocha", "Chai",
-    "Karma", "Jasmine", "Alexa", "Siri", "Cortana", "Copilot", "Claude", "Gemini", "Mistral", "Mixtral", "Llama",
-    "Galaxy", "Pixel", "Echo", "Kindle", "Ring", "Nest", "Okta", "Stripe", "Twilio", "Vercel", "Heroku",
-    "Netlify", "Docker", "Helm", "Jira", "Confluence", "Slack", "Teams", "Zoom", "Excel", "Word", "Outlook",
-    "Traceback", "Stacktrace", "Java", "Python", "Perl", "Node", "Deno", "Bun", "Lua", "Haskell", "Erlang",
-})
+TECH_TERMS = frozenset(
+    {
+        "Ada",
+        "Crystal",
+        "Elixir",
+        "Julia",
+        "Pascal",
+        "Ruby",
+        "Rust",
+        "Swift",
+        "Dart",
+        "Go",
+        "Scala",
+        "Kotlin",
+        "Django",
+        "Flask",
+        "Jenkins",
+        "Ansible",
+        "Hadoop",
+        "Spark",
+        "Kafka",
+        "Cassandra",
+        "Debian",
+        "Ubuntu",
+        "Alpine",
+        "Mint",
+        "Fedora",
+        "Arch",
+        "Maven",
+        "Gradle",
+        "Sentry",
+        "Grafana",
+        "Jest",
+        "Mocha",
+        "Chai",
+        "Karma",
+        "Jasmine",
+        "Alexa",
+        "Siri",
+        "Cortana",
+        "Copilot",
+        "Claude",
+        "Gemini",
+        "Mistral",
+        "Mixtral",
+        "Llama",
+        "Galaxy",
+        "Pixel",
+        "Echo",
+        "Kindle",
+        "Ring",
+        "Nest",
+        "Okta",
+        "Stripe",
+        "Twilio",
+        "Vercel",
+        "Heroku",
+        "Netlify",
+        "Docker",
+        "Helm",
+        "Jira",
+        "Confluence",
+        "Slack",
+        "Teams",
+        "Zoom",
+        "Excel",
+        "Word",
+        "Outlook",
+        "Traceback",
+        "Stacktrace",
+        "Java",
+        "Python",
+        "Perl",
+        "Node",
+        "Deno",
+        "Bun",
+        "Lua",
+        "Haskell",
+        "Erlang",
+    }
+)
 
 #: Months and weekdays: capitalised mid-sentence and some are given names ("June", "August").
-CALENDAR = frozenset({
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-    "November", "December", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
-})
+CALENDAR = frozenset(
+    {
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    }
+)
 
 
 def _provider_lists(package: str, attrs: tuple[str, ...], prefixes: tuple[str, ...] = ()) -> dict[str, set[str]]:
@@ -61,13 +153,19 @@ def _provider_lists(package: str, attrs: tuple[str, ...], prefixes: tuple[str, .
 def person_names() -> frozenset[str]:
     """Single-word given and family names ("Jakob", "Jóhannsdóttir"), two letters or more."""
     try:
-        lists = _provider_lists("faker.providers.person", ("first_romanized_names", "last_romanized_names"),
-                                ("first_names", "last_names"))
+        lists = _provider_lists(
+            "faker.providers.person", ("first_romanized_names", "last_romanized_names"), ("first_names", "last_names")
+        )
     except ImportError:
         log.warning("faker is not installed: the name gazetteer is empty")
         return frozenset()
-    names = {w for words in lists.values() for name in words for w in name.split()
-             if len(w) > 1 and w[0].isupper() and w.replace("-", "").replace("'", "").isalpha()}
+    names = {
+        w
+        for words in lists.values()
+        for name in words
+        for w in name.split()
+        if len(w) > 1 and w[0].isupper() and w.replace("-", "").replace("'", "").isalpha()
+    }
     return frozenset(names - TECH_TERMS - CALENDAR)
 
 
@@ -80,8 +178,23 @@ def country_names() -> frozenset[str]:
         log.warning("faker is not installed: the country gazetteer is empty")
         return frozenset()
     names = {c for c in Provider.countries if "," not in c}
-    return frozenset(names | {"Czechia", "Czech Republic", "United States", "USA", "UK", "Great Britain",
-                              "England", "Scotland", "Wales", "Northern Ireland", "Holland", "Macedonia"})
+    return frozenset(
+        names
+        | {
+            "Czechia",
+            "Czech Republic",
+            "United States",
+            "USA",
+            "UK",
+            "Great Britain",
+            "England",
+            "Scotland",
+            "Wales",
+            "Northern Ireland",
+            "Holland",
+            "Macedonia",
+        }
+    )
 
 
 _LEXICON: tuple[frozenset[str], frozenset[str], frozenset[str]] | None = None
@@ -103,8 +216,28 @@ def _lexicon_of(nlp: Any) -> tuple[frozenset[str], frozenset[str], frozenset[str
         lookups = nlp.get_pipe("lemmatizer").lookups
         index, exc = lookups.get_table("lemma_index"), lookups.get_table("lemma_exc")
     except Exception:  # a model without lookup tables: a small fallback
-        verbs = frozenset({"convert", "compare", "explain", "write", "summarise", "summarize", "generate", "translate",
-                           "describe", "calculate", "sort", "fix", "list", "set", "upgrade", "refund", "call", "update"})
+        verbs = frozenset(
+            {
+                "convert",
+                "compare",
+                "explain",
+                "write",
+                "summarise",
+                "summarize",
+                "generate",
+                "translate",
+                "describe",
+                "calculate",
+                "sort",
+                "fix",
+                "list",
+                "set",
+                "upgrade",
+                "refund",
+                "call",
+                "update",
+            }
+        )
         return verbs, verbs, verbs
     table = {pos: set(index.get(pos, [])) | set(exc.get(pos, {})) for pos in ("noun", "verb", "adj", "adv")}
     not_noun = table["verb"] | table["adj"] | table["adv"] | set(nlp.Defaults.stop_words)
@@ -118,6 +251,7 @@ def _lexicon() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
             import spacy
 
             from .engine import DEFAULT_SPACY_MODEL
+
             nlp = spacy.load(DEFAULT_SPACY_MODEL, enable=[], disable=[])
         except Exception:  # no model: _lexicon_of falls back to a small list
             nlp = None

@@ -4,6 +4,7 @@ Placeholders look like `<PERSON_1>`. Text the user typed that already looks like
 masked (as `<LITERAL_n>`), so a placeholder in a prompt can only be one the gateway made, and a
 typed look-alike comes back to its author exactly as typed.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,8 +29,12 @@ class StreamRestorer:
     invented; it must leave placeholders alone.
     """
 
-    def __init__(self, mapping: dict[str, str], scan: Callable[[str], str] | None = None,
-                 hold: Callable[[str], int] | None = None) -> None:
+    def __init__(
+        self,
+        mapping: dict[str, str],
+        scan: Callable[[str], str] | None = None,
+        hold: Callable[[str], int] | None = None,
+    ) -> None:
         self.mapping = mapping
         self.scan = scan
         self.hold = hold

@@ -2,6 +2,7 @@
 block below a street or a name line, the town after a street, the house number before it, the
 other members of an enumeration of names, and every recurrence of a name found once.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,33 @@ class Span:
     score: float
 
 
-NAME_PARTICLES = {"van", "von", "der", "den", "de", "del", "della", "di", "da", "dos", "das", "du", "la", "le",
-                   "bin", "binti", "ibn", "al", "el", "ter", "ten", "zu", "y", "e", "st."}
+NAME_PARTICLES = {
+    "van",
+    "von",
+    "der",
+    "den",
+    "de",
+    "del",
+    "della",
+    "di",
+    "da",
+    "dos",
+    "das",
+    "du",
+    "la",
+    "le",
+    "bin",
+    "binti",
+    "ibn",
+    "al",
+    "el",
+    "ter",
+    "ten",
+    "zu",
+    "y",
+    "e",
+    "st.",
+}
 
 
 def trim_person(text: str, start: int, end: int) -> tuple[int, int]:
@@ -36,23 +62,30 @@ def trim_person(text: str, start: int, end: int) -> tuple[int, int]:
             break
         offset += len(line) + 1
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", seg)]
-    while words and any(c.isdigit() for c in seg[words[-1][0]:words[-1][1]]):
+    while words and any(c.isdigit() for c in seg[words[-1][0] : words[-1][1]]):
         words.pop()
-    while words and any(c.isdigit() for c in seg[words[0][0]:words[0][1]]):
+    while words and any(c.isdigit() for c in seg[words[0][0] : words[0][1]]):
         words.pop(0)
     if not words:
         return start, start
     return start + offset + words[0][0], start + offset + words[-1][1]
 
 
-_ADDRESS_LINE = re.compile(r"^[ \t]*(?:[^\w\s]+[ \t]*)?((?:[^\W\d_][^\s,]*|\d[\w-]*)(?:[ \t,]+(?:[^\W\d_][^\s,]*|\d[\w-]*)){0,5})[ \t]*$")
-_TOWN_AFTER = re.compile(r"[ \t]*,[ \t]*((?:[^\W\d_][^\W\d_'’.-]*|\d{4,6})(?:[ \t]+(?:[^\W\d_][^\W\d_'’.-]*|\d{4,6})){0,3})(?=[ \t]*(?:[,.;:!?)\n]|$))")
+_ADDRESS_LINE = re.compile(
+    r"^[ \t]*(?:[^\w\s]+[ \t]*)?((?:[^\W\d_][^\s,]*|\d[\w-]*)(?:[ \t,]+(?:[^\W\d_][^\s,]*|\d[\w-]*)){0,5})[ \t]*$"
+)
+_TOWN_AFTER = re.compile(
+    r"[ \t]*,[ \t]*((?:[^\W\d_][^\W\d_'’.-]*|\d{4,6})(?:[ \t]+(?:[^\W\d_][^\W\d_'’.-]*|\d{4,6})){0,3})(?=[ \t]*(?:[,.;:!?)\n]|$))"
+)
 
 
 def _capitalised(words: list[str]) -> bool:
     """Capitalised words and numbers, with short particles between them ("Bystré u Policky")."""
-    return bool(words) and all(w[0].isupper() or w[0].isdigit() or w in NAME_PARTICLES or len(w) <= 3 for w in words) \
+    return (
+        bool(words)
+        and all(w[0].isupper() or w[0].isdigit() or w in NAME_PARTICLES or len(w) <= 3 for w in words)
         and (words[0][0].isupper() or words[0][0].isdigit())
+    )
 
 
 _HOUSE_NUMBER_BEFORE = re.compile(r"(?<![\w.,-])\d{1,6}[A-Za-z]?[ \t]+$")
@@ -77,8 +110,12 @@ def name_lines(text: str, spans: list[Span]) -> list[Span]:
             continue
         line_start = text.rfind("\n", 0, s.start) + 1
         line_end = text.find("\n", s.end)
-        if line_end >= 0 and not text[line_start:s.start].strip() and not text[s.end:line_end].strip() \
-                and _BLANK_LINE_NEXT.match(text, line_end):
+        if (
+            line_end >= 0
+            and not text[line_start : s.start].strip()
+            and not text[s.end : line_end].strip()
+            and _BLANK_LINE_NEXT.match(text, line_end)
+        ):
             out.append(s)
     return out
 
@@ -96,8 +133,14 @@ def list_mates(text: str, spans: list[Span]) -> list[Span]:
     for m in _LIST.finditer(text):
         # the separators become commas of the same length, so offsets stay those of the text
         flat = re.sub(r"[ \t](?:and|or|&)[ \t]", lambda x: "," + " " * (len(x.group()) - 1), m.group())
-        items = [(m.start() + i.start() + len(i.group()) - len(i.group().lstrip()), m.start() + i.start() + len(i.group().rstrip()))
-                 for i in re.finditer(r"[^,]+", flat) if i.group().strip()]
+        items = [
+            (
+                m.start() + i.start() + len(i.group()) - len(i.group().lstrip()),
+                m.start() + i.start() + len(i.group().rstrip()),
+            )
+            for i in re.finditer(r"[^,]+", flat)
+            if i.group().strip()
+        ]
         if not items or not all(text[a].isupper() for a, _ in items):
             continue
         hits = [[p for p in people if p.start < b and a < p.end] for a, b in items]
@@ -107,8 +150,13 @@ def list_mates(text: str, spans: list[Span]) -> list[Span]:
     # "Hobbs and Tom Baker were …": one word beside a name, that is no English word
     for p in people:
         for m in (_PAIR_BEFORE.search(text, max(0, p.start - 40), p.start), _PAIR_AFTER.match(text, p.end)):
-            if m and (w := m.group(1)).lower() not in english_words() and w not in TECH_TERMS \
-                    and w not in country_names() and not any(x.start < m.end(1) and m.start(1) < x.end for x in spans):
+            if (
+                m
+                and (w := m.group(1)).lower() not in english_words()
+                and w not in TECH_TERMS
+                and w not in country_names()
+                and not any(x.start < m.end(1) and m.start(1) < x.end for x in spans)
+            ):
                 out.append(Span(m.start(1), m.end(1), "PERSON", p.score))
     return out
 
@@ -124,7 +172,7 @@ def lines_above_country(text: str, spans: list[Span], max_lines: int = 2) -> lis
     out = []
     countries = country_names()
     for s in spans:
-        value = text[s.start:s.end]
+        value = text[s.start : s.end]
         line_start = text.rfind("\n", 0, s.start) + 1
         line_end = text.find("\n", s.end)
         line_end = len(text) if line_end < 0 else line_end
@@ -137,7 +185,12 @@ def lines_above_country(text: str, spans: list[Span], max_lines: int = 2) -> lis
             start = text.rfind("\n", 0, end) + 1
             m = _ADDRESS_LINE.match(text[start:end])
             words = m.group(1).replace(",", " ").split() if m else []
-            if not m or end - start > 40 or not _capitalised(words) or any(x.start < end and start < x.end for x in spans):
+            if (
+                not m
+                or end - start > 40
+                or not _capitalised(words)
+                or any(x.start < end and start < x.end for x in spans)
+            ):
                 break
             out.append(Span(start + m.start(1), start + m.end(1), "LOCATION", 0.6))
             end = start - 1
@@ -186,20 +239,25 @@ def propagate_names(texts: list[str], found: list[list[Span]], threshold: Callab
         for s in spans:
             if s.entity != "PERSON" or s.score < threshold(s.entity):
                 continue
-            value = text[s.start:s.end]
+            value = text[s.start : s.end]
             parts = [re.sub(r"['’]s$", "", w) for w in value.split()]  # "Haajanen's" also finds "Haajanen"
             for v in [value] + (parts if len(parts) > 1 else []):
-                if len(v) > 2 and v[0].isupper() and v.lower() not in NAME_PARTICLES and \
-                        (v not in values or values[v].score < s.score):
+                if (
+                    len(v) > 2
+                    and v[0].isupper()
+                    and v.lower() not in NAME_PARTICLES
+                    and (v not in values or values[v].score < s.score)
+                ):
                     values[v] = s
     if not values:
         return found
     rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)) + r")(?!\w)")
     out = []
     for text, spans in zip(texts, found):
-        extra = [Span(m.start(), m.end(), "PERSON", values[m.group()].score) for m in rx.finditer(text)
-                 if not any(s.start <= m.start() and m.end() <= s.end for s in spans)]
+        extra = [
+            Span(m.start(), m.end(), "PERSON", values[m.group()].score)
+            for m in rx.finditer(text)
+            if not any(s.start <= m.start() and m.end() <= s.end for s in spans)
+        ]
         out.append(spans + extra if extra else spans)
     return out
-
-

@@ -5,6 +5,7 @@ same value gets the same placeholder in every turn and the masked prefix stays b
 SGLang's prefix cache. Values are stored Fernet-encrypted; lookups go by a keyed hash of the
 value, so neither a Redis dump nor the key names reveal PII.
 """
+
 from __future__ import annotations
 
 import base64
@@ -49,8 +50,11 @@ def vault_key_from_env(var: str = "MIXGUARD_VAULT_KEY") -> bytes:
         except (ValueError, TypeError):
             # Any passphrase works too: derive a key from it.
             return base64.urlsafe_b64encode(hashlib.sha256(raw.encode()).digest())
-    log.warning("%s is not set: vault values are encrypted with a per-process key and will not "
-                "survive a restart or be shared between replicas", var)
+    log.warning(
+        "%s is not set: vault values are encrypted with a per-process key and will not "
+        "survive a restart or be shared between replicas",
+        var,
+    )
     return Fernet.generate_key()
 
 
@@ -98,7 +102,9 @@ class Vault:
             self._known.popitem(last=False)
         return result
 
-    async def _allocate(self, scope: str, items: list[tuple[str, str]], digests: list[str], by_digest: set[int]) -> list[str]:
+    async def _allocate(
+        self, scope: str, items: list[tuple[str, str]], digests: list[str], by_digest: set[int]
+    ) -> list[str]:
         args: list[object] = [self.ttl]
         for i, ((entity, value), d) in enumerate(zip(items, digests)):
             args += [entity, d, b"" if i in by_digest else self.fernet.encrypt(value.encode())]

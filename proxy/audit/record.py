@@ -4,6 +4,7 @@ Only masked text ever gets here: the prompt is taken after the PII guardrail rew
 (and not at all when a request was refused before masking), and the answer is the model's
 (placeholder) text with invented identifiers redacted. Values never; entity counts only.
 """
+
 from __future__ import annotations
 
 import time
@@ -63,7 +64,7 @@ class AuditDraft:
         if text is None or self.content == "off":
             return None
         if self.content == "truncated" and len(text) > self.truncate_chars:
-            return text[:self.truncate_chars] + f"…[+{len(text) - self.truncate_chars} chars]"
+            return text[: self.truncate_chars] + f"…[+{len(text) - self.truncate_chars} chars]"
         return text
 
     def finish(self) -> dict[str, Any]:
@@ -71,9 +72,17 @@ class AuditDraft:
         status = self.status
         total_ms = ((self.t_end or time.perf_counter()) - self.t0) * 1000
         ctx = self.ctx
-        decisions = [{"guardrail": d.guardrail, "rule": d.rule_id, "action": d.action, "score": round(d.score, 4),
-                      "mode": d.mode, **({"count": d.detail["count"]} if "count" in d.detail else {})}
-                     for d in (ctx.decisions if ctx else [])]
+        decisions = [
+            {
+                "guardrail": d.guardrail,
+                "rule": d.rule_id,
+                "action": d.action,
+                "score": round(d.score, 4),
+                "mode": d.mode,
+                **({"count": d.detail["count"]} if "count" in d.detail else {}),
+            }
+            for d in (ctx.decisions if ctx else [])
+        ]
         answer = "".join(self.answer_parts) if self.answer_parts else None
         if answer and self.redact_answer is not None and self.content != "off":
             answer = self.redact_answer(answer)
@@ -102,12 +111,19 @@ class AuditDraft:
             "error_code": self.error_code,
             "schema": self.schema,
             "response_cache": self.cache,
-            "usage": {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
-                      "cached_tokens": cached} if usage else None,
+            "usage": {
+                "prompt_tokens": usage.get("prompt_tokens"),
+                "completion_tokens": usage.get("completion_tokens"),
+                "cached_tokens": cached,
+            }
+            if usage
+            else None,
             "prefix_cache_hit": bool(cached) if usage else None,
-            "latency_ms": {"guardrails": None if self.guard_ms is None else round(self.guard_ms, 3),
-                           "ttft": None if self.ttft_ms is None else round(self.ttft_ms, 3),
-                           "total": round(total_ms, 3)},
+            "latency_ms": {
+                "guardrails": None if self.guard_ms is None else round(self.guard_ms, 3),
+                "ttft": None if self.ttft_ms is None else round(self.ttft_ms, 3),
+                "total": round(total_ms, 3),
+            },
             "content": self.content,
             "prompt": self._clip(self.prompt),
             "answer": self._clip(answer),

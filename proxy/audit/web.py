@@ -4,6 +4,7 @@ Sign-in is a form that takes the admin key and sets an HttpOnly, SameSite=Strict
 (HMAC of an expiry with a per-process secret); an `Authorization: Bearer <admin key>` header works
 too. Every value shown is HTML-escaped; records hold masked text only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,11 +40,19 @@ pre{background:#f7f7f7;padding:.8em;white-space:pre-wrap;word-break:break-word}
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    doc = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-           f"<meta name=robots content=noindex><style>{_CSS}</style></head><body>{body}</body></html>")
-    return HTMLResponse(doc, status_code=status, headers={"Cache-Control": "no-store",
-                                                          "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-                                                          "X-Frame-Options": "DENY"})
+    doc = (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<meta name=robots content=noindex><style>{_CSS}</style></head><body>{body}</body></html>"
+    )
+    return HTMLResponse(
+        doc,
+        status_code=status,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+            "X-Frame-Options": "DENY",
+        },
+    )
 
 
 class AuditPages:
@@ -68,11 +77,15 @@ class AuditPages:
         return exp.isdigit() and int(exp) > time.time() and hmac.compare_digest(self._token(int(exp)), tok)
 
     def _login_form(self, note: str = "", status: int = 401, next_url: str = "/admin/audit") -> HTMLResponse:
-        return _page("mixguard audit: sign in", f"""<h1>mixguard audit log</h1>
+        return _page(
+            "mixguard audit: sign in",
+            f"""<h1>mixguard audit log</h1>
 <p>{html.escape(note) or "Sign in with the gateway's admin key."}</p>
 <form method=post action="/admin/login"><input type=hidden name=next value="{html.escape(next_url)}">
 <label>Admin key <input type=password name=key id=key autocomplete=off></label>
-<button type=submit id=signin>Sign in</button></form>""", status)
+<button type=submit id=signin>Sign in</button></form>""",
+            status,
+        )
 
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
@@ -88,8 +101,9 @@ class AuditPages:
             return self._login_form("Wrong admin key.", 401, nxt)
         resp = RedirectResponse(nxt, status_code=303)
         expires = int(time.time()) + SESSION_S
-        resp.set_cookie(COOKIE, self._token(expires), max_age=SESSION_S, httponly=True, samesite="strict",
-                        path="/admin")
+        resp.set_cookie(
+            COOKIE, self._token(expires), max_age=SESSION_S, httponly=True, samesite="strict", path="/admin"
+        )
         return resp
 
     # --- pages ---------------------------------------------------------------------------------
@@ -128,12 +142,14 @@ class AuditPages:
         total = await client.xlen(w.stream)
         inputs = "".join(
             f'<label>{n} <input name={n} id=f-{n} value="{html.escape(f.active().get(n, ""))}"></label>'
-            for n in ("since", "until", "app", "key", "outcome", "rule", "entity", "backend", "status", "policy"))
+            for n in ("since", "until", "app", "key", "outcome", "rule", "entity", "backend", "status", "policy")
+        )
         trs = "".join(self._row(sid, r) for sid, r in rows)
-        degraded = ('<p class=bad>Audit store was unreachable: records are being spooled locally.</p>'
-                    if w.degraded else "")
+        degraded = (
+            "<p class=bad>Audit store was unreachable: records are being spooled locally.</p>" if w.degraded else ""
+        )
         body = f"""<h1>mixguard audit log</h1>
-<p id=chain class={'ok' if ok else 'bad'}>Chain: {html.escape(summary)}</p>{degraded}
+<p id=chain class={"ok" if ok else "bad"}>Chain: {html.escape(summary)}</p>{degraded}
 <form class=filters method=get action="/admin/audit">{inputs}<button type=submit id=apply>Filter</button>
 <a href="/admin/audit">clear</a></form>
 <p class=muted id=count>{len(rows)} shown (newest first) of {total} records in the stream; {scanned} scanned.</p>
@@ -144,18 +160,22 @@ class AuditPages:
     @staticmethod
     def _row(sid: str, r: dict[str, Any]) -> str:
         e = html.escape
-        dec = ", ".join(f"{d.get('rule')}:{d.get('action')}{'' if d.get('mode') == 'enforce' else ' (monitor)'}"
-                        for d in r.get("decisions") or [])
+        dec = ", ".join(
+            f"{d.get('rule')}:{d.get('action')}{'' if d.get('mode') == 'enforce' else ' (monitor)'}"
+            for d in r.get("decisions") or []
+        )
         pii = ", ".join(f"{k}×{v}" for k, v in sorted((r.get("pii") or {}).items()))
         lat = (r.get("latency_ms") or {}).get("total")
         outcome = str(r.get("outcome"))
-        return (f"<tr class=record><td>{e(str(r.get('time', ''))[:23])}</td>"
-                f"<td><a href='/admin/audit/{e(sid)}'>{e(str(r.get('id')))}</a></td>"
-                f"<td>{e(str(r.get('app')))}<br><span class=muted>{e(str(r.get('key_id')))}</span></td>"
-                f"<td>{e(str(r.get('model')))} → {e(str(r.get('backend')))}</td>"
-                f"<td>{e(str(r.get('policy')))}<br><span class=muted>{e(str(r.get('policy_version')))}</span></td>"
-                f"<td class={e(outcome)}>{e(outcome)}</td><td>{e(str(r.get('status')))}</td>"
-                f"<td>{e(dec)}</td><td>{e(pii)}</td><td>{'' if lat is None else round(lat, 1)}</td></tr>")
+        return (
+            f"<tr class=record><td>{e(str(r.get('time', ''))[:23])}</td>"
+            f"<td><a href='/admin/audit/{e(sid)}'>{e(str(r.get('id')))}</a></td>"
+            f"<td>{e(str(r.get('app')))}<br><span class=muted>{e(str(r.get('key_id')))}</span></td>"
+            f"<td>{e(str(r.get('model')))} → {e(str(r.get('backend')))}</td>"
+            f"<td>{e(str(r.get('policy')))}<br><span class=muted>{e(str(r.get('policy_version')))}</span></td>"
+            f"<td class={e(outcome)}>{e(outcome)}</td><td>{e(str(r.get('status')))}</td>"
+            f"<td>{e(dec)}</td><td>{e(pii)}</td><td>{'' if lat is None else round(lat, 1)}</td></tr>"
+        )
 
     async def detail(self, request: Request) -> Response:
         rid = request.path_params["record_id"]
@@ -174,16 +194,20 @@ class AuditPages:
                     found = (sid, rec)
                     break
         if found is None:
-            return _page("mixguard audit", f"<p class=bad>No audit record {html.escape(rid)}.</p>"
-                         "<p><a href='/admin/audit'>back</a></p>", 404)
+            return _page(
+                "mixguard audit",
+                f"<p class=bad>No audit record {html.escape(rid)}.</p><p><a href='/admin/audit'>back</a></p>",
+                404,
+            )
         sid, rec = found
         from .chain import sign
+
         valid = hmac.compare_digest(sign(self.gw.audit_key, rec), str(rec.get("mac", "")))
         pretty = orjson.dumps(rec, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
         back = "/admin/audit?" + urlencode(dict(request.query_params.items()))
-        body = f"""<h1>Audit record {html.escape(str(rec.get('id')))}</h1>
+        body = f"""<h1>Audit record {html.escape(str(rec.get("id")))}</h1>
 <p><a href="{html.escape(back)}">back to the list</a> · stream id {html.escape(sid)} ·
-chain {html.escape(str(rec.get('chain')))} seq {html.escape(str(rec.get('seq')))}</p>
-<p id=signature class={'ok' if valid else 'bad'}>Signature: {'valid' if valid else 'INVALID (record edited)'}</p>
+chain {html.escape(str(rec.get("chain")))} seq {html.escape(str(rec.get("seq")))}</p>
+<p id=signature class={"ok" if valid else "bad"}>Signature: {"valid" if valid else "INVALID (record edited)"}</p>
 <pre id=record>{html.escape(pretty)}</pre>"""
         return _page(f"audit {rec.get('id')}", body)

@@ -5,6 +5,7 @@ and appends them to the Redis Stream in batches (XADD + signed head in one MULTI
 records go to a local spool file (JSONL, fsynced per batch) and everything after them goes there
 too, so order is kept; when Redis answers again the spool is replayed in order, then truncated.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,9 @@ RETRY_S = 1.0
 
 
 class AuditWriter:
-    def __init__(self, key: bytes, prefix: str, spool_path: str | Path, retention_records: int,
-                 chain_id: str | None = None) -> None:
+    def __init__(
+        self, key: bytes, prefix: str, spool_path: str | Path, retention_records: int, chain_id: str | None = None
+    ) -> None:
         self.key = key
         self.stream = f"{prefix}audit"
         self.heads = f"{prefix}audit:heads"
@@ -119,8 +121,17 @@ class AuditWriter:
         for rec in batch:
             pipe.xadd(self.stream, {"r": orjson.dumps(rec)}, maxlen=self.retention, approximate=True)
         last = batch[-1]
-        pipe.hset(self.heads, last["chain"], orjson.dumps(
-            {"seq": last["seq"], "mac": last["mac"], "sig": sign_head(self.key, last["chain"], last["seq"], last["mac"])}))
+        pipe.hset(
+            self.heads,
+            last["chain"],
+            orjson.dumps(
+                {
+                    "seq": last["seq"],
+                    "mac": last["mac"],
+                    "sig": sign_head(self.key, last["chain"], last["seq"], last["mac"]),
+                }
+            ),
+        )
         await pipe.execute()
 
     def _spool(self, batch: list[dict[str, Any]]) -> None:
@@ -133,8 +144,12 @@ class AuditWriter:
             METRICS.audit_records.labels("spool").inc(len(batch))
         except OSError as exc:
             METRICS.audit_records.labels("lost").inc(len(batch))
-            log.critical("AUDIT RECORDS LOST: %d records could not be spooled to %s (%s)",
-                         len(batch), self.spool_path, exc.strerror)
+            log.critical(
+                "AUDIT RECORDS LOST: %d records could not be spooled to %s (%s)",
+                len(batch),
+                self.spool_path,
+                exc.strerror,
+            )
 
     async def _replay(self) -> None:
         """Move the spool into Redis, in order; stay in spool mode if Redis is still down."""
@@ -144,7 +159,7 @@ class AuditWriter:
             lines = self.spool_path.read_bytes().splitlines() if self.spool_path.exists() else []
             records = [orjson.loads(x) for x in lines if x.strip()]
             for i in range(0, len(records), BATCH):
-                await self._append(records[i:i + BATCH])
+                await self._append(records[i : i + BATCH])
         except Exception as exc:  # still down (or spool unreadable): try again later
             log.debug("audit replay deferred: %s", type(exc).__name__)
             return

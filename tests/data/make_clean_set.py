@@ -1,5 +1,6 @@
 """Regenerates clean_prompts.jsonl: prompts with no personal data that look risky to a PII
 detector (code, stack traces, UUIDs, versions, order numbers, product names, release dates)."""
+
 import json
 import random
 import uuid
@@ -41,11 +42,16 @@ T = [
 
 
 def fill(t: str) -> str:
-    return t.format(n=rng.randint(10, 99999), uuid=uuid.UUID(int=rng.getrandbits(128)),
-                    v1=f"{rng.randint(1, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
-                    v2=f"{rng.randint(10, 12)}.{rng.randint(0, 5)}.0", order=rng.randint(10**7, 10**9),
-                    hex=uuid.UUID(int=rng.getrandbits(128)).hex, hex7=uuid.UUID(int=rng.getrandbits(128)).hex[:7],
-                    sku=f"SKU-{rng.randint(1000, 9999)}-{rng.choice('ABCDEFGH')}")
+    return t.format(
+        n=rng.randint(10, 99999),
+        uuid=uuid.UUID(int=rng.getrandbits(128)),
+        v1=f"{rng.randint(1, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
+        v2=f"{rng.randint(10, 12)}.{rng.randint(0, 5)}.0",
+        order=rng.randint(10**7, 10**9),
+        hex=uuid.UUID(int=rng.getrandbits(128)).hex,
+        hex7=uuid.UUID(int=rng.getrandbits(128)).hex[:7],
+        sku=f"SKU-{rng.randint(1000, 9999)}-{rng.choice('ABCDEFGH')}",
+    )
 
 
 out = Path(__file__).with_name("clean_prompts.jsonl")

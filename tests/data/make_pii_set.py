@@ -1,9 +1,10 @@
 """Regenerates the labeled PII sets with presidio-evaluator's PresidioSentenceFaker (offline, seeded).
 
-    pip install presidio-evaluator
-    python tests/data/make_pii_set.py                                   # pii_labeled.jsonl, seed 42
-    python tests/data/make_pii_set.py --seed 7 --out pii_heldout.jsonl  # the held-out set
+pip install presidio-evaluator
+python tests/data/make_pii_set.py                                   # pii_labeled.jsonl, seed 42
+python tests/data/make_pii_set.py --seed 7 --out pii_heldout.jsonl  # the held-out set
 """
+
 import json
 import random
 from pathlib import Path
@@ -26,8 +27,15 @@ def unescape_newlines(text: str, spans: list[dict]) -> tuple[str, list[dict]]:
             out.append(text[i])
         i += 1
     new = "".join(out)
-    fixed = [{**s, "start": mapping[s["start"]], "end": mapping[s["end"]],
-              "value": new[mapping[s["start"]]:mapping[s["end"]]]} for s in spans]
+    fixed = [
+        {
+            **s,
+            "start": mapping[s["start"]],
+            "end": mapping[s["end"]],
+            "value": new[mapping[s["start"]] : mapping[s["end"]]],
+        }
+        for s in spans
+    ]
     return new, fixed
 
 
@@ -42,12 +50,16 @@ if __name__ == "__main__":
     ap.add_argument("--out", default="pii_labeled.jsonl")
     args = ap.parse_args()
     random.seed(args.seed)
-    records = PresidioSentenceFaker("en_US", lower_case_ratio=0.0, random_seed=args.seed).generate_new_fake_sentences(args.n)
+    records = PresidioSentenceFaker("en_US", lower_case_ratio=0.0, random_seed=args.seed).generate_new_fake_sentences(
+        args.n
+    )
     out = Path(__file__).with_name(args.out)
     with out.open("w") as f:
         for r in records:
-            spans = [{"type": s.entity_type, "value": s.entity_value, "start": s.start_position, "end": s.end_position}
-                     for s in r.spans]
+            spans = [
+                {"type": s.entity_type, "value": s.entity_value, "start": s.start_position, "end": s.end_position}
+                for s in r.spans
+            ]
             text, spans = unescape_newlines(r.full_text, spans)
             f.write(json.dumps({"text": text, "spans": spans}) + "\n")
     print(f"wrote {len(records)} sentences to {out}")

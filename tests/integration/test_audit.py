@@ -1,5 +1,6 @@
 """The audit log: one signed record per request, tamper detection, spool and replay across a
 Redis restart, fail-closed, terminal review (search, show, export, archive, verify)."""
+
 from __future__ import annotations
 
 import csv
@@ -28,8 +29,15 @@ PREFIX = "mixguard:"
 
 def mixguard(*args: str, env_key: str = AUDIT_KEY) -> subprocess.CompletedProcess:
     import os
-    return subprocess.run([sys.executable, "-m", "proxy.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "MIXGUARD_AUDIT_KEY": env_key})
+
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MIXGUARD_AUDIT_KEY": env_key},
+    )
 
 
 def records(r: redis.Redis, prefix: str = PREFIX) -> list[tuple[str, dict]]:
@@ -57,22 +65,49 @@ def audit_redis():
 def agw(primary, audit_redis):
     d = Path(tempfile.mkdtemp(prefix="mg-apol-"))
     (d / "default.yaml").write_text((ROOT / "policies" / "default.yaml").read_text())
-    (d / "guarded.yaml").write_text(yaml.safe_dump({
-        "name": "guarded", "audit": {"content": "full"},
-        "topics": {"deny": [{"name": "weapons", "keywords": ["pipe bomb"]}], "refusal": {"style": "completion"}}}))
-    cfg = gateway_config(primary.params(), redis_url=audit_redis.url,
-                         extra={"policies_dir": str(d),
-                                "api_keys": [{"key": Gateway.KEY, "app": "test-app", "id": "test-key", "policy": "guarded"},
-                                             {"key": "sk-other-app-key", "app": "other-app", "id": "other-key"}]})
-    cfg["model_list"].append({"model_name": "broken", "litellm_params": {"model": "openai/x", "api_base": "http://127.0.0.1:9/v1"},
-                              "model_info": {"id": "dead"}})
+    (d / "guarded.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "guarded",
+                "audit": {"content": "full"},
+                "topics": {
+                    "deny": [{"name": "weapons", "keywords": ["pipe bomb"]}],
+                    "refusal": {"style": "completion"},
+                },
+            }
+        )
+    )
+    cfg = gateway_config(
+        primary.params(),
+        redis_url=audit_redis.url,
+        extra={
+            "policies_dir": str(d),
+            "api_keys": [
+                {"key": Gateway.KEY, "app": "test-app", "id": "test-key", "policy": "guarded"},
+                {"key": "sk-other-app-key", "app": "other-app", "id": "other-key"},
+            ],
+        },
+    )
+    cfg["model_list"].append(
+        {
+            "model_name": "broken",
+            "litellm_params": {"model": "openai/x", "api_base": "http://127.0.0.1:9/v1"},
+            "model_info": {"id": "dead"},
+        }
+    )
     g = Gateway(cfg, env=ENV)
     yield g
     g.stop()
 
 
-def call(gw: Gateway, content: str, key: str = Gateway.KEY, model: str = "mixtral", stream: bool = False,
-         conv: str | None = None) -> tuple[str, httpx.Response]:
+def call(
+    gw: Gateway,
+    content: str,
+    key: str = Gateway.KEY,
+    model: str = "mixtral",
+    stream: bool = False,
+    conv: str | None = None,
+) -> tuple[str, httpx.Response]:
     rid = "req-" + uuid.uuid4().hex[:12]
     headers = {"Authorization": f"Bearer {key}", "x-request-id": rid, **({"x-conversation-id": conv} if conv else {})}
     body = {"model": model, "messages": [{"role": "user", "content": content}], "stream": stream}
@@ -89,7 +124,9 @@ def test_every_request_leaves_one_record_with_decisions_usage_and_timings(agw, a
     assert rec["key_id"] == "test-key" and rec["policy"] == "guarded" and len(rec["policy_version"]) == 12
     assert rec["backend"] == "sglang" and rec["model"] == "mixtral" and rec["endpoint"] == "chat"
     assert rec["pii"] == {"PERSON": 1, "EMAIL_ADDRESS": 1}
-    assert {"rule": "pii.PERSON", "action": "mask"}.items() <= next(d for d in rec["decisions"] if d["rule"] == "pii.PERSON").items()
+    assert {"rule": "pii.PERSON", "action": "mask"}.items() <= next(
+        d for d in rec["decisions"] if d["rule"] == "pii.PERSON"
+    ).items()
     assert "<PERSON_1>" in rec["prompt"] and "Margaret" not in rec["prompt"]
     assert rec["usage"]["prompt_tokens"] > 0 and "cached_tokens" in rec["usage"]
     lat = rec["latency_ms"]
@@ -156,11 +193,13 @@ def test_verify_passes_and_detects_edited_deleted_inserted_reordered_and_cut_rec
         fake = dict(rows[1][1], id="forged", seq=rows[1][1]["seq"] + 1, prev=rows[1][1]["mac"], mac="0" * 64)
         return rows[:2] + [("0-0", fake)] + rows[2:]
 
-    cases = {"edit": (edit, "signature mismatch"),
-             "delete": (lambda rows: rows[:1] + rows[2:], "records deleted, inserted or reordered"),
-             "insert": (forge, "signature mismatch"),
-             "reorder": (lambda rows: rows[:1] + [rows[2], rows[1]] + rows[3:], "records deleted, inserted or reordered"),
-             "cut": (lambda rows: rows[:-2], "records cut off the end")}
+    cases = {
+        "edit": (edit, "signature mismatch"),
+        "delete": (lambda rows: rows[:1] + rows[2:], "records deleted, inserted or reordered"),
+        "insert": (forge, "signature mismatch"),
+        "reorder": (lambda rows: rows[:1] + [rows[2], rows[1]] + rows[3:], "records deleted, inserted or reordered"),
+        "cut": (lambda rows: rows[:-2], "records cut off the end"),
+    }
     for name, (mutate, expected) in cases.items():
         prefix = f"tamper-{name}:"
         _copy_stream(r, prefix, lambda rows, m=mutate: renumber(m(rows)))
@@ -211,16 +250,24 @@ def test_search_show_export_and_archive_from_the_terminal(agw, audit_redis, tmp_
 
 # --- Redis goes away ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def outage(primary):
     rp = RedisProc(persist=True).start()
     d = Path(tempfile.mkdtemp(prefix="mg-opol-"))
     (d / "default.yaml").write_text("name: default\npii: {enabled: false}\n")
     (d / "closed.yaml").write_text("name: closed\npii: {enabled: false}\naudit: {on_unavailable: fail_closed}\n")
-    cfg = gateway_config(primary.params(), redis_url=rp.url,
-                         extra={"policies_dir": str(d),
-                                "api_keys": [{"key": Gateway.KEY, "app": "open-app", "id": "open"},
-                                             {"key": "sk-closed", "app": "closed-app", "policy": "closed", "id": "closed"}]})
+    cfg = gateway_config(
+        primary.params(),
+        redis_url=rp.url,
+        extra={
+            "policies_dir": str(d),
+            "api_keys": [
+                {"key": Gateway.KEY, "app": "open-app", "id": "open"},
+                {"key": "sk-closed", "app": "closed-app", "policy": "closed", "id": "closed"},
+            ],
+        },
+    )
     g = Gateway(cfg, env=ENV)
     yield g, rp, Path(cfg["mixguard"]["audit"]["spool_path"])
     g.stop()

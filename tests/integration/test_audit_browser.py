@@ -1,5 +1,6 @@
 """/admin/audit in a real headless browser (Debian's chromium + chromium-driver, via Selenium):
 sign in, filter, open a record, see the chain's verification status. Keeps a screenshot."""
+
 from __future__ import annotations
 
 import shutil
@@ -24,7 +25,13 @@ def browser():
     assert chromium and driver_path, "install Debian's chromium and chromium-driver (scripts/test.sh does)"
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,900"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,900",
+    ):
         opts.add_argument(flag)
     drv = webdriver.Chrome(service=Service(driver_path), options=opts)
     yield drv
@@ -49,8 +56,12 @@ def test_admin_audit_page_sign_in_filter_detail_and_chain_status(browser, web_gw
 
     def send(key: str, app_text: str) -> str:
         rid = "web-" + uuid.uuid4().hex[:10]
-        httpx.post(web_gw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}", "x-request-id": rid},
-                   json={"model": "mixtral", "messages": [{"role": "user", "content": app_text}]}, timeout=30)
+        httpx.post(
+            web_gw.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}", "x-request-id": rid},
+            json={"model": "mixtral", "messages": [{"role": "user", "content": app_text}]},
+            timeout=30,
+        )
         return rid
 
     mine = send(Gateway.KEY, "Hello from the test app, I am Rosalind Franklin")

@@ -5,6 +5,7 @@ known parameters without text pass unchanged, and malformed shapes are 400s nami
 Each probe is what a hostile client sent in an earlier round (issue 12); the stand-in records the
 body exactly as it arrived, so "the raw value never reached the backend" is read off the backend.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,10 +47,19 @@ def attacker():
 
 @pytest.fixture(scope="module")
 def gw(sglang, legit, redis_server):
-    fb = {"id": "mistral-hosted", "params": {"model": "mistral/open-mixtral-8x7b", "api_base": f"{legit.url}/v1",
-                                             "api_key": "provider-secret-key"}}
-    g = Gateway(gateway_config({"model": "openai/mixtral", "api_base": f"{sglang.url}/v1"}, fallbacks=[fb],
-                               redis_url=redis_server.url))
+    fb = {
+        "id": "mistral-hosted",
+        "params": {
+            "model": "mistral/open-mixtral-8x7b",
+            "api_base": f"{legit.url}/v1",
+            "api_key": "provider-secret-key",
+        },
+    }
+    g = Gateway(
+        gateway_config(
+            {"model": "openai/mixtral", "api_base": f"{sglang.url}/v1"}, fallbacks=[fb], redis_url=redis_server.url
+        )
+    )
     yield g
     g.stop()
 
@@ -67,8 +77,11 @@ def chat(*messages: dict, **extra) -> dict:
 
 
 USER = {"role": "user", "content": "hello"}
-CALL = {"role": "assistant", "content": None,
-        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": {"q": V}}}]}
+CALL = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": {"q": V}}}],
+}
 TOOL_RESULT = {"role": "tool", "tool_call_id": "call_1", "content": "found"}
 LOOKUP = {"type": "function", "function": {"name": "lookup", "description": "x", "parameters": {"type": "object"}}}
 
@@ -79,32 +92,109 @@ PROBES = [
     ("metadata value", "/v1/chat/completions", chat(USER, metadata={"note": V})),
     ("metadata key", "/v1/chat/completions", chat(USER, metadata={EMAIL: "x"})),
     ("message name", "/v1/chat/completions", chat({"role": "user", "content": "hi", "name": V})),
-    ("tool description", "/v1/chat/completions",
-     chat(USER, tools=[{**LOOKUP, "function": {**LOOKUP["function"], "description": V}}])),
-    ("tool parameter description", "/v1/chat/completions", chat(USER, tools=[{**LOOKUP, "function": {
-        **LOOKUP["function"], "parameters": {"type": "object", "properties": {"q": {"type": "string",
-                                                                                  "description": V}}}}}])),
+    (
+        "tool description",
+        "/v1/chat/completions",
+        chat(USER, tools=[{**LOOKUP, "function": {**LOOKUP["function"], "description": V}}]),
+    ),
+    (
+        "tool parameter description",
+        "/v1/chat/completions",
+        chat(
+            USER,
+            tools=[
+                {
+                    **LOOKUP,
+                    "function": {
+                        **LOOKUP["function"],
+                        "parameters": {"type": "object", "properties": {"q": {"type": "string", "description": V}}},
+                    },
+                }
+            ],
+        ),
+    ),
     ("tool-call arguments as object", "/v1/chat/completions", chat(USER, CALL, TOOL_RESULT, tools=[LOOKUP])),
-    ("tool-call arguments as string", "/v1/chat/completions", chat(USER, {**CALL, "tool_calls": [
-        {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": json.dumps({"q": V})}}]},
-        TOOL_RESULT, tools=[LOOKUP])),
-    ("legacy function_call", "/v1/chat/completions",
-     chat(USER, {"role": "assistant", "content": None, "function_call": {"name": "lookup", "arguments": V}},
-          {"role": "function", "name": "lookup", "content": "ok"}, USER)),
-    ("response_format schema", "/v1/chat/completions", chat(USER, response_format={
-        "type": "json_schema", "json_schema": {"name": "out", "description": V, "schema": {
-            "type": "object", "properties": {"a": {"type": "string", "description": V}}}}})),
+    (
+        "tool-call arguments as string",
+        "/v1/chat/completions",
+        chat(
+            USER,
+            {
+                **CALL,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "lookup", "arguments": json.dumps({"q": V})},
+                    }
+                ],
+            },
+            TOOL_RESULT,
+            tools=[LOOKUP],
+        ),
+    ),
+    (
+        "legacy function_call",
+        "/v1/chat/completions",
+        chat(
+            USER,
+            {"role": "assistant", "content": None, "function_call": {"name": "lookup", "arguments": V}},
+            {"role": "function", "name": "lookup", "content": "ok"},
+            USER,
+        ),
+    ),
+    (
+        "response_format schema",
+        "/v1/chat/completions",
+        chat(
+            USER,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "out",
+                    "description": V,
+                    "schema": {"type": "object", "properties": {"a": {"type": "string", "description": V}}},
+                },
+            },
+        ),
+    ),
     ("stop", "/v1/chat/completions", chat(USER, stop=[V])),
-    ("assistant refusal", "/v1/chat/completions",
-     chat(USER, {"role": "assistant", "content": "no", "refusal": V}, USER)),
-    ("image URL", "/v1/chat/completions", chat({"role": "user", "content": [
-        {"type": "text", "text": "what is this?"},
-        {"type": "image_url", "image_url": {"url": f"https://img.example.net/u?mail={EMAIL}"}}]})),
-    ("tool_call_id", "/v1/chat/completions", chat(USER, {**CALL, "tool_calls": [
-        {"id": EMAIL, "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": EMAIL, "content": "x"}, tools=[LOOKUP])),
-    ("reasoning_content", "/v1/chat/completions",
-     chat(USER, {"role": "assistant", "content": "ok", "reasoning_content": V}, USER)),
+    (
+        "assistant refusal",
+        "/v1/chat/completions",
+        chat(USER, {"role": "assistant", "content": "no", "refusal": V}, USER),
+    ),
+    (
+        "image URL",
+        "/v1/chat/completions",
+        chat(
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": f"https://img.example.net/u?mail={EMAIL}"}},
+                ],
+            }
+        ),
+    ),
+    (
+        "tool_call_id",
+        "/v1/chat/completions",
+        chat(
+            USER,
+            {
+                **CALL,
+                "tool_calls": [{"id": EMAIL, "type": "function", "function": {"name": "lookup", "arguments": "{}"}}],
+            },
+            {"role": "tool", "tool_call_id": EMAIL, "content": "x"},
+            tools=[LOOKUP],
+        ),
+    ),
+    (
+        "reasoning_content",
+        "/v1/chat/completions",
+        chat(USER, {"role": "assistant", "content": "ok", "reasoning_content": V}, USER),
+    ),
     ("SGLang regex and ebnf", "/v1/chat/completions", chat(USER, regex=V, ebnf=f'root ::= "{EMAIL}"')),
     ("chat_template_kwargs", "/v1/chat/completions", chat(USER, chat_template_kwargs={"system_hint": V})),
     ("unknown field", "/v1/chat/completions", chat(USER, whatever=V)),
@@ -113,16 +203,41 @@ PROBES = [
     ("completions suffix", "/v1/completions", {"model": "mixtral", "prompt": "a", "suffix": V}),
     ("completions user", "/v1/completions", {"model": "mixtral", "prompt": "a", "user": V}),
     ("responses instructions", "/v1/responses", {"model": "mixtral", "instructions": V, "input": "hi"}),
-    ("responses input parts", "/v1/responses", {"model": "mixtral", "input": [
-        {"role": "user", "content": [{"type": "input_text", "text": V}]}]}),
-    ("responses tool description", "/v1/responses", {"model": "mixtral", "input": "hi", "tools": [
-        {"type": "function", "name": "lookup", "description": V, "parameters": {"type": "object"}}]}),
-    ("responses function call items", "/v1/responses", {"model": "mixtral", "input": [
-        {"role": "user", "content": "hi"},
-        {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": json.dumps({"q": V})},
-        {"type": "function_call_output", "call_id": "c1", "output": {"result": V}}]}),
-    ("responses text.format schema", "/v1/responses", {"model": "mixtral", "input": "hi", "text": {"format": {
-        "type": "json_schema", "name": "o", "description": V, "schema": {"type": "object"}}}}),
+    (
+        "responses input parts",
+        "/v1/responses",
+        {"model": "mixtral", "input": [{"role": "user", "content": [{"type": "input_text", "text": V}]}]},
+    ),
+    (
+        "responses tool description",
+        "/v1/responses",
+        {
+            "model": "mixtral",
+            "input": "hi",
+            "tools": [{"type": "function", "name": "lookup", "description": V, "parameters": {"type": "object"}}],
+        },
+    ),
+    (
+        "responses function call items",
+        "/v1/responses",
+        {
+            "model": "mixtral",
+            "input": [
+                {"role": "user", "content": "hi"},
+                {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": json.dumps({"q": V})},
+                {"type": "function_call_output", "call_id": "c1", "output": {"result": V}},
+            ],
+        },
+    ),
+    (
+        "responses text.format schema",
+        "/v1/responses",
+        {
+            "model": "mixtral",
+            "input": "hi",
+            "text": {"format": {"type": "json_schema", "name": "o", "description": V, "schema": {"type": "object"}}},
+        },
+    ),
     ("responses user", "/v1/responses", {"model": "mixtral", "input": "hi", "user": V}),
 ]
 
@@ -145,13 +260,19 @@ def test_unknown_fields_are_rejected_or_scanned_as_the_policy_says(sglang, redis
     import yaml
 
     from procs import ROOT
+
     default = yaml.safe_load((ROOT / "policies" / "default.yaml").read_text())
     for mode in ("reject", "scan"):
         d = tmp_path / mode
         d.mkdir()
         (d / "default.yaml").write_text(yaml.safe_dump({**default, "request": {"unknown_fields": mode}}))
-        g = Gateway(gateway_config({"model": "openai/mixtral", "api_base": f"{sglang.url}/v1"},
-                                   redis_url=redis_server.url, extra={"policies_dir": str(d)}))
+        g = Gateway(
+            gateway_config(
+                {"model": "openai/mixtral", "api_base": f"{sglang.url}/v1"},
+                redis_url=redis_server.url,
+                extra={"policies_dir": str(d)},
+            )
+        )
         try:
             r = post(g, "/v1/chat/completions", chat(USER, whatever={"deep": [V]}, seed=4242))
             if mode == "reject":
@@ -184,8 +305,7 @@ OBFUSCATED = [
 
 @pytest.mark.parametrize("name,value", OBFUSCATED, ids=[o[0] for o in OBFUSCATED])
 def test_invisible_and_look_alike_characters_do_not_hide_a_value(gw, sglang, name, value):
-    r = post(gw, "/v1/chat/completions", chat({"role": "user", "content": f"my details: {value} thanks"},
-                                              seed=777))
+    r = post(gw, "/v1/chat/completions", chat({"role": "user", "content": f"my details: {value} thanks"}, seed=777))
     assert r.status_code == 200, r.text[:300]
     got = sglang.last_request()["messages"][0]["content"]
     assert value not in got and "quint" not in got and "1111" not in got and "5698" not in got, (name, got)
@@ -200,11 +320,22 @@ def test_a_block_rule_holds_through_obfuscation(gw, ssn):
 
 # --- connection fields ---------------------------------------------------------------------------
 STEERING = {
-    "api_base": "{attacker}/v1", "base_url": "{attacker}/v1", "api_key": "sk-attacker", "api_version": "2099-01-01",
-    "extra_headers": {"X-Forwarded-Host": "evil"}, "custom_llm_provider": "openai", "organization": "evil-org",
-    "extra_body": {"api_base": "{attacker}/v1"}, "headers": {"Authorization": "Bearer x"},
-    "mock_response": "PWNED-BY-MOCK", "timeout": 0.001, "num_retries": 5, "litellm_params": {"api_base": "{attacker}"},
-    "aws_bedrock_runtime_endpoint": "{attacker}", "azure_ad_token": "x", "vertex_project": "x",
+    "api_base": "{attacker}/v1",
+    "base_url": "{attacker}/v1",
+    "api_key": "sk-attacker",
+    "api_version": "2099-01-01",
+    "extra_headers": {"X-Forwarded-Host": "evil"},
+    "custom_llm_provider": "openai",
+    "organization": "evil-org",
+    "extra_body": {"api_base": "{attacker}/v1"},
+    "headers": {"Authorization": "Bearer x"},
+    "mock_response": "PWNED-BY-MOCK",
+    "timeout": 0.001,
+    "num_retries": 5,
+    "litellm_params": {"api_base": "{attacker}"},
+    "aws_bedrock_runtime_endpoint": "{attacker}",
+    "azure_ad_token": "x",
+    "vertex_project": "x",
 }
 
 
@@ -222,8 +353,11 @@ def test_connection_fields_are_never_taken_from_a_request(gw, legit, attacker, f
     value = _steer(STEERING[field], attacker)
     seed = abs(hash((field, endpoint))) % 100000
     if endpoint == "chat":
-        r = post(gw, "/v1/chat/completions", {"model": "hosted-0", "seed": seed, field: value,
-                                               "messages": [{"role": "user", "content": "hi"}]})
+        r = post(
+            gw,
+            "/v1/chat/completions",
+            {"model": "hosted-0", "seed": seed, field: value, "messages": [{"role": "user", "content": "hi"}]},
+        )
     else:
         r = post(gw, "/v1/responses", {"model": "hosted-0", "seed": seed, field: value, "input": "hi"})
     assert r.status_code == 200, r.text[:300]
@@ -237,15 +371,37 @@ def test_connection_fields_are_never_taken_from_a_request(gw, legit, attacker, f
 
 # --- known parameters pass through -------------------------------------------------------------------
 KNOWN = {
-    "temperature": 0.3, "top_p": 0.9, "n": 1, "max_tokens": 17, "max_completion_tokens": 17,
-    "frequency_penalty": 0.1, "presence_penalty": -0.1, "seed": 11, "logit_bias": {"50256": -100},
-    "logprobs": True, "top_logprobs": 2, "parallel_tool_calls": False, "tool_choice": "none",
-    "service_tier": "auto", "reasoning_effort": "low", "store": False,
+    "temperature": 0.3,
+    "top_p": 0.9,
+    "n": 1,
+    "max_tokens": 17,
+    "max_completion_tokens": 17,
+    "frequency_penalty": 0.1,
+    "presence_penalty": -0.1,
+    "seed": 11,
+    "logit_bias": {"50256": -100},
+    "logprobs": True,
+    "top_logprobs": 2,
+    "parallel_tool_calls": False,
+    "tool_choice": "none",
+    "service_tier": "auto",
+    "reasoning_effort": "low",
+    "store": False,
     # SGLang's extras
-    "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1, "min_tokens": 1, "ignore_eos": False,
-    "stop_token_ids": [2], "skip_special_tokens": True, "no_stop_trim": False, "separate_reasoning": False,
-    "continue_final_message": False, "regex": "(yes|no)", "ebnf": 'root ::= "yes" | "no"',
-    "json_schema": {"type": "string"}, "chat_template_kwargs": {"enable_thinking": False},
+    "top_k": 40,
+    "min_p": 0.05,
+    "repetition_penalty": 1.1,
+    "min_tokens": 1,
+    "ignore_eos": False,
+    "stop_token_ids": [2],
+    "skip_special_tokens": True,
+    "no_stop_trim": False,
+    "separate_reasoning": False,
+    "continue_final_message": False,
+    "regex": "(yes|no)",
+    "ebnf": 'root ::= "yes" | "no"',
+    "json_schema": {"type": "string"},
+    "chat_template_kwargs": {"enable_thinking": False},
 }
 
 
@@ -294,10 +450,16 @@ def test_malformed_fields_are_400_naming_the_field(gw, body, param):
 
 def test_deep_nesting_is_refused_with_400(gw):
     deep = '{"a":' * 1000 + "1" + "}" * 1000  # written by hand: json.dumps itself recurses
-    for path, head in (("/v1/chat/completions", '{"model":"mixtral","messages":[{"role":"user","content":"hi"}]'),
-                       ("/v1/responses", '{"model":"mixtral","input":"hi"')):
-        r = httpx.post(gw.url + path, headers={**HEADERS, "content-type": "application/json"}, timeout=30,
-                       content=(head + ',"metadata":' + deep + "}").encode())
+    for path, head in (
+        ("/v1/chat/completions", '{"model":"mixtral","messages":[{"role":"user","content":"hi"}]'),
+        ("/v1/responses", '{"model":"mixtral","input":"hi"'),
+    ):
+        r = httpx.post(
+            gw.url + path,
+            headers={**HEADERS, "content-type": "application/json"},
+            timeout=30,
+            content=(head + ',"metadata":' + deep + "}").encode(),
+        )
         assert r.status_code == 400 and r.json()["error"]["code"] == "too_deep", r.text[:200]
 
 
@@ -314,6 +476,7 @@ def test_unknown_models_are_404_and_never_a_metric_label(gw):
 
 def test_a_request_id_that_is_not_an_id_is_replaced_and_only_its_hash_kept(gw):
     from procs import ROOT  # noqa: F401  (keeps the import list honest for readers)
+
     r = post(gw, "/v1/chat/completions", chat(USER), headers={"x-request-id": EMAIL})
     assert r.status_code == 200
     assert r.headers["x-request-id"] != EMAIL and len(r.headers["x-request-id"]) == 32
@@ -326,10 +489,16 @@ def test_a_request_id_that_is_not_an_id_is_replaced_and_only_its_hash_kept(gw):
 def test_streamed_responses_are_accounted(gw, redis_server):
     import orjson
     import redis
+
     before = gw.metric("mixguard_tokens_total", direction="out")
     rid = "resp-stream-" + uuid.uuid4().hex[:12]
-    with httpx.stream("POST", gw.url + "/v1/responses", headers={**HEADERS, "x-request-id": rid}, timeout=30,
-                      json={"model": "mixtral", "input": "count to three please", "stream": True}) as r:
+    with httpx.stream(
+        "POST",
+        gw.url + "/v1/responses",
+        headers={**HEADERS, "x-request-id": rid},
+        timeout=30,
+        json={"model": "mixtral", "input": "count to three please", "stream": True},
+    ) as r:
         events = [line for line in r.iter_lines() if line.startswith("data:")]
     assert r.status_code == 200
     done = json.loads(events[-1][5:])
@@ -343,8 +512,9 @@ def test_streamed_responses_are_accounted(gw, redis_server):
     deadline = time.time() + 10
     record = None
     while record is None and time.time() < deadline:
-        record = next((orjson.loads(f[b"r"]) for _, f in r.xrange("mixguard:audit")
-                       if orjson.loads(f[b"r"])["id"] == rid), None)
+        record = next(
+            (orjson.loads(f[b"r"]) for _, f in r.xrange("mixguard:audit") if orjson.loads(f[b"r"])["id"] == rid), None
+        )
         time.sleep(0.05)
     assert record is not None, "no audit record"
     assert record["usage"]["completion_tokens"] > 0 and record["latency_ms"]["ttft"] is not None

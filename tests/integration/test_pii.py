@@ -1,4 +1,5 @@
 """PII guardrail end to end: the openai client → gateway → stand-in (echo), real Presidio, real Redis."""
+
 from __future__ import annotations
 
 import hashlib
@@ -54,11 +55,18 @@ pii:
 """,
 }
 
-KEYS = [("sk-norestore", "norestore"), ("sk-strict", "strict"), ("sk-custom", "custom"), ("sk-failclosed", "failclosed"),
-        ("sk-names", "names")]
+KEYS = [
+    ("sk-norestore", "norestore"),
+    ("sk-strict", "strict"),
+    ("sk-custom", "custom"),
+    ("sk-failclosed", "failclosed"),
+    ("sk-names", "names"),
+]
 PII_VALUES = ["Maria Gonzalez", "maria.gonzalez@example.com", "4111 1111 1111 1111", "(212) 555-0143"]
-PROMPT = ("Hi, I am Maria Gonzalez. Write to maria.gonzalez@example.com or call (212) 555-0143; "
-          "my card is 4111 1111 1111 1111.")
+PROMPT = (
+    "Hi, I am Maria Gonzalez. Write to maria.gonzalez@example.com or call (212) 555-0143; "
+    "my card is 4111 1111 1111 1111."
+)
 
 
 def _pii_gateway(params: dict, redis_url: str) -> Gateway:
@@ -67,7 +75,9 @@ def _pii_gateway(params: dict, redis_url: str) -> Gateway:
     shutil.copy(ROOT / "policies" / "default.yaml", pdir / "default.yaml")
     for name, text in POLICIES.items():
         (pdir / name).write_text(text)
-    cfg = gateway_config(params, redis_url=redis_url, extra={"policies_dir": str(pdir), "pii": {"vault_ttl_seconds": 3}})
+    cfg = gateway_config(
+        params, redis_url=redis_url, extra={"policies_dir": str(pdir), "pii": {"vault_ttl_seconds": 3}}
+    )
     cfg["mixguard"]["api_keys"] += [{"key": k, "app": p, "policy": p, "id": f"key-{p}"} for k, p in KEYS]
     return Gateway(cfg, env={"MIXGUARD_VAULT_KEY": "test-vault-passphrase"})
 
@@ -102,9 +112,13 @@ def _seen_by_backend(primary) -> str:
 
 
 def test_backend_receives_no_pii_and_caller_gets_originals(pii_gateway, primary):
-    resp = _client(pii_gateway).chat.completions.create(model="mixtral", messages=[
-        {"role": "system", "content": "Assist Maria Gonzalez politely."},
-        {"role": "user", "content": PROMPT}])
+    resp = _client(pii_gateway).chat.completions.create(
+        model="mixtral",
+        messages=[
+            {"role": "system", "content": "Assist Maria Gonzalez politely."},
+            {"role": "user", "content": PROMPT},
+        ],
+    )
     if primary.standin:
         seen = _seen_by_backend(primary)
         for v in PII_VALUES:
@@ -114,8 +128,12 @@ def test_backend_receives_no_pii_and_caller_gets_originals(pii_gateway, primary)
 
 
 def test_masked_text_is_what_the_model_sees_without_restore(pii_gateway, primary):
-    out = _client(pii_gateway, "sk-norestore").chat.completions.create(
-        model="mixtral", messages=[{"role": "user", "content": PROMPT}]).choices[0].message.content
+    out = (
+        _client(pii_gateway, "sk-norestore")
+        .chat.completions.create(model="mixtral", messages=[{"role": "user", "content": PROMPT}])
+        .choices[0]
+        .message.content
+    )
     if primary.echo:
         for v in PII_VALUES:
             assert v not in out
@@ -125,18 +143,40 @@ def test_masked_text_is_what_the_model_sees_without_restore(pii_gateway, primary
 def test_every_part_of_the_request_is_scanned(standin_pair):
     pii_gateway, standin = standin_pair
     tools = [{"type": "function", "function": {"name": "send", "parameters": {"type": "object"}}}]
-    _client(pii_gateway).chat.completions.create(model="mixtral", tools=tools, tool_choice="none", messages=[
-        {"role": "system", "content": "Customer: Maria Gonzalez"},
-        {"role": "user", "content": [{"type": "text", "text": "mail maria.gonzalez@example.com"}]},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {
-            "name": "send", "arguments": json.dumps({"to": "maria.gonzalez@example.com", "card": "4111 1111 1111 1111"})}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "sent to (212) 555-0143"},
-        {"role": "user", "content": "thanks"}])
+    _client(pii_gateway).chat.completions.create(
+        model="mixtral",
+        tools=tools,
+        tool_choice="none",
+        messages=[
+            {"role": "system", "content": "Customer: Maria Gonzalez"},
+            {"role": "user", "content": [{"type": "text", "text": "mail maria.gonzalez@example.com"}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {
+                            "name": "send",
+                            "arguments": json.dumps(
+                                {"to": "maria.gonzalez@example.com", "card": "4111 1111 1111 1111"}
+                            ),
+                        },
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "sent to (212) 555-0143"},
+            {"role": "user", "content": "thanks"},
+        ],
+    )
     seen = json.dumps(standin.last_request())
     for v in PII_VALUES:
         assert v not in seen
     assert "<PERSON_1>" in seen and "<CREDIT_CARD_1>" in seen  # the request did reach the backend, masked
-    _client(pii_gateway).completions.create(model="mixtral", prompt="Letter for Maria Gonzalez at maria.gonzalez@example.com")
+    _client(pii_gateway).completions.create(
+        model="mixtral", prompt="Letter for Maria Gonzalez at maria.gonzalez@example.com"
+    )
     seen = json.dumps(standin.last_request())
     assert "maria.gonzalez@example.com" not in seen and "<EMAIL_ADDRESS_1>" in seen
 
@@ -144,8 +184,11 @@ def test_every_part_of_the_request_is_scanned(standin_pair):
 def test_streamed_placeholder_split_across_chunks_is_restored(pii_gateway, primary):
     if primary.standin:
         primary.standin.configure(token_ms=0.0)
-    chunks = list(_client(pii_gateway).chat.completions.create(
-        model="mixtral", stream=True, messages=[{"role": "user", "content": PROMPT}]))
+    chunks = list(
+        _client(pii_gateway).chat.completions.create(
+            model="mixtral", stream=True, messages=[{"role": "user", "content": PROMPT}]
+        )
+    )
     pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     if primary.echo:
         assert "".join(pieces) == PROMPT
@@ -167,8 +210,10 @@ def test_same_value_same_placeholder_across_turns_keeps_prefix_cache_hot(pii_gat
     turn1 = [{"role": "user", "content": "My name is Maria Gonzalez, call (212) 555-0143. " + "Context. " * 40}]
     a1 = c.chat.completions.create(model="mixtral", messages=turn1, extra_headers=conv)
     masked1 = a1.choices[0].message.content
-    turn2 = turn1 + [{"role": "assistant", "content": "Noted."},
-                     {"role": "user", "content": "Again: Maria Gonzalez and Peter Novak."}]
+    turn2 = turn1 + [
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "Again: Maria Gonzalez and Peter Novak."},
+    ]
     a2 = c.chat.completions.create(model="mixtral", messages=turn2, extra_headers=conv)
     if primary.echo:
         assert "<PERSON_1>" in masked1 and a2.choices[0].message.content.startswith("Again: <PERSON_1> and <PERSON_2>")
@@ -177,12 +222,22 @@ def test_same_value_same_placeholder_across_turns_keeps_prefix_cache_hot(pii_gat
 
 def test_spoofed_placeholder_never_returns_another_conversations_value(pii_gateway, primary):
     c = _client(pii_gateway)
-    c.chat.completions.create(model="mixtral", messages=[{"role": "user", "content": "I am Maria Gonzalez."}],
-                              extra_headers={"x-conversation-id": "victim"})
+    c.chat.completions.create(
+        model="mixtral",
+        messages=[{"role": "user", "content": "I am Maria Gonzalez."}],
+        extra_headers={"x-conversation-id": "victim"},
+    )
     for key, conv in ((Gateway.KEY, "attacker"), ("sk-other-app-key", "victim")):
-        out = _client(pii_gateway, key).chat.completions.create(
-            model="mixtral", messages=[{"role": "user", "content": "Tell me <PERSON_1> and <EMAIL_ADDRESS_1>"}],
-            extra_headers={"x-conversation-id": conv}).choices[0].message.content
+        out = (
+            _client(pii_gateway, key)
+            .chat.completions.create(
+                model="mixtral",
+                messages=[{"role": "user", "content": "Tell me <PERSON_1> and <EMAIL_ADDRESS_1>"}],
+                extra_headers={"x-conversation-id": conv},
+            )
+            .choices[0]
+            .message.content
+        )
         assert "Maria" not in out
         if primary.echo:
             assert out == "Tell me <PERSON_1> and <EMAIL_ADDRESS_1>"  # the caller's own text, as typed
@@ -194,7 +249,8 @@ def test_block_action_refuses_without_calling_a_model(pii_gateway, primary):
     before = primary.standin.metric("sglang:num_requests_total") if primary.standin else None
     with pytest.raises(openai.BadRequestError) as exc:
         _client(pii_gateway, "sk-strict").chat.completions.create(
-            model="mixtral", messages=[{"role": "user", "content": "mail me at maria.gonzalez@example.com"}])
+            model="mixtral", messages=[{"role": "user", "content": "mail me at maria.gonzalez@example.com"}]
+        )
     assert exc.value.body["code"] == "pii_blocked" and "pii.EMAIL_ADDRESS" in exc.value.body["message"]
     assert "maria.gonzalez@example.com" not in exc.value.body["message"]
     if primary.standin:
@@ -202,15 +258,27 @@ def test_block_action_refuses_without_calling_a_model(pii_gateway, primary):
 
 
 def test_redact_and_hash_actions(pii_gateway, primary):
-    out = _client(pii_gateway, "sk-strict").chat.completions.create(model="mixtral", messages=[
-        {"role": "user", "content": "Maria Gonzalez paid with 4111 1111 1111 1111"}]).choices[0].message.content
+    out = (
+        _client(pii_gateway, "sk-strict")
+        .chat.completions.create(
+            model="mixtral", messages=[{"role": "user", "content": "Maria Gonzalez paid with 4111 1111 1111 1111"}]
+        )
+        .choices[0]
+        .message.content
+    )
     if primary.echo:
         assert "[REDACTED:PERSON]" in out and "[HASH:" in out and "4111" not in out
 
 
 def test_custom_recognizers_from_yaml(pii_gateway, primary):
-    out = _client(pii_gateway, "sk-custom").chat.completions.create(model="mixtral", messages=[
-        {"role": "user", "content": "Employee EMP-123456 works on Bluebird."}]).choices[0].message.content
+    out = (
+        _client(pii_gateway, "sk-custom")
+        .chat.completions.create(
+            model="mixtral", messages=[{"role": "user", "content": "Employee EMP-123456 works on Bluebird."}]
+        )
+        .choices[0]
+        .message.content
+    )
     if primary.echo:
         assert out == "Employee <EMPLOYEE_ID_1> works on [REDACTED:PROJECT_CODENAME]."
 
@@ -220,9 +288,18 @@ def test_pii_the_model_invents_is_redacted_in_output(standin_pair):
     standin.configure(replies=["Contact bob.smith@example.org or 4111-1111-1111-1111 for details."])
     try:
         c = _client(pii_gateway)
-        whole = c.chat.completions.create(model="mixtral", messages=[{"role": "user", "content": "who?"}]).choices[0].message.content
-        streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
-            model="mixtral", stream=True, messages=[{"role": "user", "content": "who?"}]) if ch.choices)
+        whole = (
+            c.chat.completions.create(model="mixtral", messages=[{"role": "user", "content": "who?"}])
+            .choices[0]
+            .message.content
+        )
+        streamed = "".join(
+            ch.choices[0].delta.content or ""
+            for ch in c.chat.completions.create(
+                model="mixtral", stream=True, messages=[{"role": "user", "content": "who?"}]
+            )
+            if ch.choices
+        )
     finally:
         standin.configure(replies=[])
     for out in (whole, streamed):
@@ -234,14 +311,21 @@ def test_a_policy_can_keep_the_model_from_inventing_names_and_places(standin_pai
     """output_entities: PERSON and LOCATION: names the model made up are redacted, streamed too,
     while the caller's own (restored) name comes back."""
     pii_gateway, standin = standin_pair
-    standin.configure(replies=["<PERSON_1>, ask Zsófia Kertész, who moved here from Portugal, or mail z.k@example.net."])
+    standin.configure(
+        replies=["<PERSON_1>, ask Zsófia Kertész, who moved here from Portugal, or mail z.k@example.net."]
+    )
     msgs = [{"role": "user", "content": "Hi, I am Maria Gonzalez. Whom should I ask?"}]
     try:
         c = _client(pii_gateway, "sk-names")
         whole = c.chat.completions.create(model="mixtral", messages=msgs).choices[0].message.content
-        streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
-            model="mixtral", stream=True, messages=msgs) if ch.choices)
-        default = _client(pii_gateway).chat.completions.create(model="mixtral", messages=msgs).choices[0].message.content
+        streamed = "".join(
+            ch.choices[0].delta.content or ""
+            for ch in c.chat.completions.create(model="mixtral", stream=True, messages=msgs)
+            if ch.choices
+        )
+        default = (
+            _client(pii_gateway).chat.completions.create(model="mixtral", messages=msgs).choices[0].message.content
+        )
     finally:
         standin.configure(replies=[])
     for out in (whole, streamed):
@@ -258,7 +342,10 @@ def test_analyzer_failure_fails_closed_on_every_endpoint(pii_gateway, primary, r
     prompt = f"{PROMPT} (fresh text {time.time_ns()}: no cached analysis)"
     url, body = {
         "chat": ("/v1/chat/completions", {"model": "mixtral", "messages": [{"role": "user", "content": prompt}]}),
-        "chat-stream": ("/v1/chat/completions", {"model": "mixtral", "stream": True, "messages": [{"role": "user", "content": prompt}]}),
+        "chat-stream": (
+            "/v1/chat/completions",
+            {"model": "mixtral", "stream": True, "messages": [{"role": "user", "content": prompt}]},
+        ),
         "completions": ("/v1/completions", {"model": "mixtral", "prompt": prompt}),
         "responses": ("/v1/responses", {"model": "mixtral", "input": prompt}),
     }[route]
@@ -272,8 +359,11 @@ def test_analyzer_failure_fails_closed_on_every_endpoint(pii_gateway, primary, r
 
 def test_vault_entries_are_encrypted_scoped_and_expire(pii_gateway, redis_server):
     conv = f"ttl-{time.time()}"
-    _client(pii_gateway).chat.completions.create(model="mixtral", messages=[{"role": "user", "content": "I am Maria Gonzalez"}],
-                                                 extra_headers={"x-conversation-id": conv})
+    _client(pii_gateway).chat.completions.create(
+        model="mixtral",
+        messages=[{"role": "user", "content": "I am Maria Gonzalez"}],
+        extra_headers={"x-conversation-id": conv},
+    )
     r = redis.Redis.from_url(redis_server.url)
     scope = f"mixguard:vault:test-key:{hashlib.sha256(conv.encode()).hexdigest()[:24]}"
     keys = list(r.scan_iter(scope))
@@ -296,10 +386,17 @@ def test_restore_can_be_turned_off_for_hosted_fallbacks(primary, redis_server):
     pdir = Path(tempfile.mkdtemp(prefix="mg-policies-"))
     shutil.copy(ROOT / "policies" / "default.yaml", pdir / "default.yaml")
     (pdir / "onprem.yaml").write_text("name: onprem\npii:\n  restore_on_fallback: false\n  output_action: allow\n")
-    cfg = gateway_config({"model": "openai/mixtral", "api_base": f"{faulty.url}/v1"},
-                         fallbacks=[{"id": "mistral-hosted", "params": {"model": "mistral/open-mixtral-8x7b",
-                                                                         "api_base": f"{hosted.url}/v1", "api_key": "k"}}],
-                         redis_url=redis_server.url, extra={"policies_dir": str(pdir)})
+    cfg = gateway_config(
+        {"model": "openai/mixtral", "api_base": f"{faulty.url}/v1"},
+        fallbacks=[
+            {
+                "id": "mistral-hosted",
+                "params": {"model": "mistral/open-mixtral-8x7b", "api_base": f"{hosted.url}/v1", "api_key": "k"},
+            }
+        ],
+        redis_url=redis_server.url,
+        extra={"policies_dir": str(pdir)},
+    )
     cfg["mixguard"]["api_keys"].append({"key": "sk-onprem", "app": "onprem", "policy": "onprem", "id": "key-onprem"})
     g = Gateway(cfg)
     try:
@@ -334,8 +431,14 @@ def test_the_answer_is_analysed_after_responding_so_the_next_turn_only_pays_for_
                 break
             analyzed = now
         assert analyzed == 2  # turn 1: the user message, then (after responding) the answer
-        c.chat.completions.create(model="mixtral", messages=[
-            first, {"role": "assistant", "content": answer}, {"role": "user", "content": "Can it go faster?"}])
+        c.chat.completions.create(
+            model="mixtral",
+            messages=[
+                first,
+                {"role": "assistant", "content": answer},
+                {"role": "user", "content": "Can it go faster?"},
+            ],
+        )
         time.sleep(0.5)
         # Turn 2 analysed only its new user message (+ its own answer afterwards): the history was cached.
         assert g.metric("mixguard_pii_analysis_total", source="analyzed") == analyzed + 2
@@ -372,19 +475,34 @@ def test_a_custom_recognizer_added_by_a_policy_edit_works_after_reload(redis_ser
     policy = "name: tickets\npii:\n  restore: false\n  output_action: allow\n"
     (tmp_path / "tickets.yaml").write_text(policy)
     s = Standin()
-    cfg = gateway_config({"model": "openai/mixtral", "api_base": f"{s.url}/v1"}, redis_url=redis_server.url,
-                         extra={"policies_dir": str(tmp_path), "policy_reload_interval_s": 0})
+    cfg = gateway_config(
+        {"model": "openai/mixtral", "api_base": f"{s.url}/v1"},
+        redis_url=redis_server.url,
+        extra={"policies_dir": str(tmp_path), "policy_reload_interval_s": 0},
+    )
     cfg["mixguard"]["api_keys"].append({"key": "sk-tickets", "app": "t", "policy": "tickets"})
     g = Gateway(cfg)
     try:
+
         def ask() -> str:
-            return _client(g, "sk-tickets").chat.completions.create(model="mixtral", messages=[
-                {"role": "user", "content": "Ticket KX-4471-Q is about the login page."}]).choices[0].message.content
+            return (
+                _client(g, "sk-tickets")
+                .chat.completions.create(
+                    model="mixtral", messages=[{"role": "user", "content": "Ticket KX-4471-Q is about the login page."}]
+                )
+                .choices[0]
+                .message.content
+            )
+
         assert "KX-4471-Q" in ask()
-        (tmp_path / "tickets.yaml").write_text(policy + "  recognizers:\n    - name: tickets\n      entity: TICKET_ID\n"
-                                                        "      patterns: [{name: t, regex: 'KX-\\d{4}-[A-Z]', score: 0.9}]\n"
-                                                        "      action: redact\n")
-        r = httpx.post(g.url + "/admin/policies/reload", headers={"Authorization": f"Bearer {Gateway.ADMIN}"}, timeout=60)
+        (tmp_path / "tickets.yaml").write_text(
+            policy + "  recognizers:\n    - name: tickets\n      entity: TICKET_ID\n"
+            "      patterns: [{name: t, regex: 'KX-\\d{4}-[A-Z]', score: 0.9}]\n"
+            "      action: redact\n"
+        )
+        r = httpx.post(
+            g.url + "/admin/policies/reload", headers={"Authorization": f"Bearer {Gateway.ADMIN}"}, timeout=60
+        )
         assert r.status_code == 200 and r.json()["loaded"] == ["tickets"], r.text
         out = ask()
         assert "KX-4471-Q" not in out and "[REDACTED:TICKET_ID]" in out

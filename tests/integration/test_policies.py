@@ -1,5 +1,6 @@
 """Policy rules through the gateway: topics (keywords, regex, semantic), refusals, modes, output
 checks, schema contracts, residency, versions, admin endpoints and reload."""
+
 from __future__ import annotations
 
 import json
@@ -16,21 +17,39 @@ import yaml
 from procs import ROOT, Gateway, Standin, gateway_config
 
 SUPPORT_KEY, STRICT_KEY, CONTRACT_KEY, MONITOR_KEY = "sk-support", "sk-strict", "sk-contract", "sk-monitor"
-CONTRACT = {"type": "object", "required": ["name", "age"], "additionalProperties": False,
-            "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}}}
+CONTRACT = {
+    "type": "object",
+    "required": ["name", "age"],
+    "additionalProperties": False,
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
+}
 
 POLICIES = {
-    "kw": {"name": "kw", "pii": {"enabled": True},
-           "topics": {"check_output": True,
-                      "refusal": {"style": "completion", "message": "Sorry, not a topic I can help with."},
-                      "deny": [{"name": "weapons", "keywords": ["pipe bomb", "silencer"],
-                                "regex": [r"\bmake\b.{0,20}\bgrenade"]},
-                               {"name": "gambling", "keywords": ["roulette strategy"]}]}},
-    "strict": {"name": "strict", "topics": {"refusal": {"style": "error"},
-                                            "deny": [{"name": "weapons", "keywords": ["pipe bomb"]}]}},
-    "contract": {"name": "contract", "pii": {"enabled": False},
-                 "contract": {"name": "person", "json_schema": CONTRACT, "max_retries": 1}},
-    "monitor": {"name": "monitor", "topics": {"mode": "monitor", "deny": [{"name": "weapons", "keywords": ["pipe bomb"]}]}},
+    "kw": {
+        "name": "kw",
+        "pii": {"enabled": True},
+        "topics": {
+            "check_output": True,
+            "refusal": {"style": "completion", "message": "Sorry, not a topic I can help with."},
+            "deny": [
+                {"name": "weapons", "keywords": ["pipe bomb", "silencer"], "regex": [r"\bmake\b.{0,20}\bgrenade"]},
+                {"name": "gambling", "keywords": ["roulette strategy"]},
+            ],
+        },
+    },
+    "strict": {
+        "name": "strict",
+        "topics": {"refusal": {"style": "error"}, "deny": [{"name": "weapons", "keywords": ["pipe bomb"]}]},
+    },
+    "contract": {
+        "name": "contract",
+        "pii": {"enabled": False},
+        "contract": {"name": "person", "json_schema": CONTRACT, "max_retries": 1},
+    },
+    "monitor": {
+        "name": "monitor",
+        "topics": {"mode": "monitor", "deny": [{"name": "weapons", "keywords": ["pipe bomb"]}]},
+    },
 }
 
 
@@ -57,14 +76,20 @@ def pdir():
 
 @pytest.fixture(scope="module")
 def pgw(scripted, pdir, redis_server):
-    keys = [{"key": SUPPORT_KEY, "app": "support-app", "policy": "kw", "id": "k-support"},
-            {"key": STRICT_KEY, "app": "strict-app", "policy": "strict", "id": "k-strict"},
-            {"key": CONTRACT_KEY, "app": "extractor", "policy": "contract", "id": "k-contract"},
-            {"key": MONITOR_KEY, "app": "rollout", "policy": "monitor", "id": "k-monitor"},
-            {"key": "sk-semantic", "app": "semantic-app", "policy": "support", "id": "k-semantic"}]
-    g = Gateway(gateway_config({"model": "openai/mixtral", "api_base": f"{scripted.url}/v1"},
-                               redis_url=redis_server.url,
-                               extra={"api_keys": keys, "policies_dir": str(pdir), "policy_reload_interval_s": 0.5}))
+    keys = [
+        {"key": SUPPORT_KEY, "app": "support-app", "policy": "kw", "id": "k-support"},
+        {"key": STRICT_KEY, "app": "strict-app", "policy": "strict", "id": "k-strict"},
+        {"key": CONTRACT_KEY, "app": "extractor", "policy": "contract", "id": "k-contract"},
+        {"key": MONITOR_KEY, "app": "rollout", "policy": "monitor", "id": "k-monitor"},
+        {"key": "sk-semantic", "app": "semantic-app", "policy": "support", "id": "k-semantic"},
+    ]
+    g = Gateway(
+        gateway_config(
+            {"model": "openai/mixtral", "api_base": f"{scripted.url}/v1"},
+            redis_url=redis_server.url,
+            extra={"api_keys": keys, "policies_dir": str(pdir), "policy_reload_interval_s": 0.5},
+        )
+    )
     yield g
     g.stop()
 
@@ -75,7 +100,8 @@ def client(gw: Gateway, key: str) -> openai.OpenAI:
 
 def ask(gw: Gateway, key: str, text: str, **kw):
     return client(gw, key).chat.completions.with_raw_response.create(
-        model="mixtral", messages=[{"role": "user", "content": text}], **kw)
+        model="mixtral", messages=[{"role": "user", "content": text}], **kw
+    )
 
 
 def test_denied_topic_gets_the_policy_refusal_as_a_completion_and_no_model_call(pgw, scripted):
@@ -96,9 +122,12 @@ def test_denied_topic_gets_the_policy_refusal_as_a_completion_and_no_model_call(
 
 def test_refusal_streams_as_chunks_and_error_style_is_a_400(pgw):
     stream = client(pgw, SUPPORT_KEY).chat.completions.create(
-        model="mixtral", messages=[{"role": "user", "content": "best roulette strategy please"}], stream=True)
+        model="mixtral", messages=[{"role": "user", "content": "best roulette strategy please"}], stream=True
+    )
     chunks = list(stream)
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Sorry, not a topic I can help with."
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Sorry, not a topic I can help with."
+    )
     assert chunks[-1].choices[0].finish_reason == "content_filter"
     with pytest.raises(openai.BadRequestError) as e:
         ask(pgw, STRICT_KEY, "pipe bomb instructions")
@@ -126,9 +155,13 @@ def test_output_rule_replaces_a_whole_answer_and_flags_a_streamed_one(pgw, scrip
     assert r.choices[0].finish_reason == "content_filter"
     assert r.choices[0].message.content == "Sorry, not a topic I can help with."
     scripted.configure(replies=["First, get a pipe bomb casing and some powder."])
-    with httpx.stream("POST", pgw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {SUPPORT_KEY}"},
-                      json={"model": "mixtral", "stream": True,
-                            "messages": [{"role": "user", "content": "Tell me a story."}]}, timeout=30) as resp:
+    with httpx.stream(
+        "POST",
+        pgw.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {SUPPORT_KEY}"},
+        json={"model": "mixtral", "stream": True, "messages": [{"role": "user", "content": "Tell me a story."}]},
+        timeout=30,
+    ) as resp:
         events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: {")]
     final = [e for e in events if e.get("choices") and e["choices"][0].get("finish_reason")][-1]
     assert final["choices"][0]["finish_reason"] == "content_filter"
@@ -158,10 +191,15 @@ def test_schema_contract_fails_clearly_after_the_retries(pgw, scripted):
     assert "$.age" in body["message"] and "minimum" in body["message"] and "2 attempt" in body["message"]
     scripted.configure(replies=["not json at all"])
     stream = client(pgw, CONTRACT_KEY).chat.completions.create(
-        model="mixtral", messages=[{"role": "user", "content": "Extract."}], stream=True)
-    with httpx.stream("POST", pgw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {CONTRACT_KEY}"},
-                      json={"model": "mixtral", "stream": True, "messages": [{"role": "user", "content": "x"}]},
-                      timeout=30) as resp:
+        model="mixtral", messages=[{"role": "user", "content": "Extract."}], stream=True
+    )
+    with httpx.stream(
+        "POST",
+        pgw.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {CONTRACT_KEY}"},
+        json={"model": "mixtral", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        timeout=30,
+    ) as resp:
         events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: {")]
     stream.close()
     final = [e for e in events if e.get("mixguard")][-1]
@@ -184,7 +222,9 @@ def test_policy_versions_admin_listing_and_reload_with_a_bad_edit(pgw, pdir):
     good = path.read_text()
     try:
         path.write_text(good.replace("style: error", "style: shout"))
-        r = httpx.post(pgw.url + "/admin/policies/reload", headers={"Authorization": f"Bearer {Gateway.ADMIN}"}, timeout=10)
+        r = httpx.post(
+            pgw.url + "/admin/policies/reload", headers={"Authorization": f"Bearer {Gateway.ADMIN}"}, timeout=10
+        )
         assert r.status_code == 422
         msg = r.json()["errors"]["strict.yaml"]
         assert "strict.yaml:" in msg and "topics.refusal.style" in msg
@@ -211,20 +251,35 @@ def test_policy_versions_admin_listing_and_reload_with_a_bad_edit(pgw, pdir):
 
 # --- residency: a hosted fallback and what it may receive ---------------------------------------
 
+
 @pytest.fixture(scope="module")
 def residency_gw(redis_server):
     primary, hosted = Standin(), Standin()
     primary.configure(error_rate=1.0)
     d = Path(tempfile.mkdtemp(prefix="mg-res-"))
-    write_policies(d, {
-        "refuse": {"name": "refuse", "residency": {"hosted_allowed_entities": ["EMAIL_ADDRESS"], "on_violation": "refuse"}},
-        "redact": {"name": "redact", "residency": {"hosted_allowed_entities": [], "on_violation": "redact"}},
-    })
-    fb = {"id": "mistral-hosted", "params": {"model": "mistral/open-mixtral-8x7b", "api_base": f"{hosted.url}/v1",
-                                             "api_key": "test-key"}}
+    write_policies(
+        d,
+        {
+            "refuse": {
+                "name": "refuse",
+                "residency": {"hosted_allowed_entities": ["EMAIL_ADDRESS"], "on_violation": "refuse"},
+            },
+            "redact": {"name": "redact", "residency": {"hosted_allowed_entities": [], "on_violation": "redact"}},
+        },
+    )
+    fb = {
+        "id": "mistral-hosted",
+        "params": {"model": "mistral/open-mixtral-8x7b", "api_base": f"{hosted.url}/v1", "api_key": "test-key"},
+    }
     keys = [{"key": "sk-refuse", "app": "a", "policy": "refuse"}, {"key": "sk-redact", "app": "b", "policy": "redact"}]
-    g = Gateway(gateway_config({"model": "openai/mixtral", "api_base": f"{primary.url}/v1"}, fallbacks=[fb],
-                               redis_url=redis_server.url, extra={"api_keys": keys, "policies_dir": str(d)}))
+    g = Gateway(
+        gateway_config(
+            {"model": "openai/mixtral", "api_base": f"{primary.url}/v1"},
+            fallbacks=[fb],
+            redis_url=redis_server.url,
+            extra={"api_keys": keys, "policies_dir": str(d)},
+        )
+    )
     yield g, primary, hosted
     g.stop()
     primary.stop()

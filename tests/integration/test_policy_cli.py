@@ -1,4 +1,5 @@
 """`mixguard policy validate | test | explain | schema` as the security team runs them in their CI."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +12,9 @@ from procs import ROOT
 
 
 def mixguard(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "proxy.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_schema_json_is_generated_from_the_models_and_up_to_date():
@@ -37,10 +39,15 @@ def test_policy_test_passes_the_shipped_policies_and_fails_a_wrong_expectation(t
     ok = mixguard("policy", "test", str(ROOT / "policies"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "0 failed" in ok.stdout and "pass  dosage is medical" in ok.stdout
-    policy = {"name": "p", "pii": {"enabled": False},
-              "topics": {"deny": [{"name": "casino", "keywords": ["roulette"]}]},
-              "tests": [{"name": "roulette is blocked", "input": "roulette tips", "expect": "block", "rule": "topic.casino"},
-                        {"name": "wrong on purpose", "input": "weather today", "expect": "block"}]}
+    policy = {
+        "name": "p",
+        "pii": {"enabled": False},
+        "topics": {"deny": [{"name": "casino", "keywords": ["roulette"]}]},
+        "tests": [
+            {"name": "roulette is blocked", "input": "roulette tips", "expect": "block", "rule": "topic.casino"},
+            {"name": "wrong on purpose", "input": "weather today", "expect": "block"},
+        ],
+    }
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(policy))
     bad = mixguard("policy", "test", str(tmp_path), "--no-pii")
     assert bad.returncode == 1
@@ -50,8 +57,15 @@ def test_policy_test_passes_the_shipped_policies_and_fails_a_wrong_expectation(t
 
 
 def test_explain_shows_every_rule_score_and_why_it_fired():
-    out = mixguard("policy", "explain", "--policy", "support", "--dir", str(ROOT / "policies"),
-                   "Let's role-play: you are my doctor. Which sleeping pills should I take? Mail me at ann@example.com")
+    out = mixguard(
+        "policy",
+        "explain",
+        "--policy",
+        "support",
+        "--dir",
+        str(ROOT / "policies"),
+        "Let's role-play: you are my doctor. Which sleeping pills should I take? Mail me at ann@example.com",
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     medical = next(line for line in lines if line.strip().startswith("topic.medical"))

@@ -1,4 +1,5 @@
 """Per-key rate limits end to end: the openai client → gateway → stand-in, limits kept in real Redis."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +16,11 @@ from procs import Gateway, gateway_config
 def limited(primary, redis_server):
     prefix = f"mgtest-{uuid.uuid4().hex[:8]}:"
     cfg = gateway_config(primary.params(), redis_url=redis_server.url, extra={"redis_prefix": prefix})
-    cfg["mixguard"]["api_keys"] += [{"key": "sk-rpm-two", "app": "rpm", "id": "rpm-key", "rpm_limit": 2},
-                                    {"key": "sk-tpm-small", "app": "tpm", "id": "tpm-key", "tpm_limit": 30},
-                                    {"key": "sk-tpm-stream", "app": "tpm", "id": "tpm-stream", "tpm_limit": 30}]
+    cfg["mixguard"]["api_keys"] += [
+        {"key": "sk-rpm-two", "app": "rpm", "id": "rpm-key", "rpm_limit": 2},
+        {"key": "sk-tpm-small", "app": "tpm", "id": "tpm-key", "tpm_limit": 30},
+        {"key": "sk-tpm-stream", "app": "tpm", "id": "tpm-stream", "tpm_limit": 30},
+    ]
     g = Gateway(cfg)
     yield g
     g.stop()
@@ -41,13 +44,13 @@ def test_requests_beyond_a_keys_rpm_get_429_with_retry_after_and_other_keys_go_o
     assert err.status_code == 429 and err.code == "rate_limit_exceeded" and err.type == "rate_limit_error"
     assert "2 requests per minute" in err.message and "rpm-key" in err.message
     assert 1 <= int(err.response.headers["retry-after"]) <= 30
-    assert _ask(limited, Gateway.KEY).http_response.status_code == 200   # a key without limits
+    assert _ask(limited, Gateway.KEY).http_response.status_code == 200  # a key without limits
 
 
 def test_tokens_of_answers_count_against_a_keys_tpm(limited):
     text = "Summarise the attached quarterly report for the board, in plain words please. " * 3
     ok = _ask(limited, "sk-tpm-small", text)
-    assert ok.parse().usage.total_tokens > 30                           # more than a minute's allowance
+    assert ok.parse().usage.total_tokens > 30  # more than a minute's allowance
     with pytest.raises(openai.RateLimitError) as e:
         _ask(limited, "sk-tpm-small", "and now a short one")
     assert "30 tokens per minute" in e.value.message
@@ -59,8 +62,11 @@ def test_a_stream_that_did_not_ask_for_usage_is_charged_and_shows_none(limited):
     hold for streams too; a caller that did not ask sees OpenAI's shape: no usage anywhere."""
     c = openai.OpenAI(base_url=limited.url + "/v1", api_key="sk-tpm-stream", max_retries=0, timeout=30)
     text = "Summarise the attached quarterly report for the board, in plain words please. " * 3
-    chunks = list(c.chat.completions.create(model="mixtral", stream=True, max_tokens=64,
-                                            messages=[{"role": "user", "content": text}]))
+    chunks = list(
+        c.chat.completions.create(
+            model="mixtral", stream=True, max_tokens=64, messages=[{"role": "user", "content": text}]
+        )
+    )
     assert chunks and all(ch.choices and ch.usage is None for ch in chunks)
     assert any(ch.choices[0].finish_reason for ch in chunks)
     with pytest.raises(openai.RateLimitError) as e:
@@ -75,9 +81,11 @@ def test_an_unreachable_limiter_lets_requests_through():
 
     limiter = RateLimiter("mgtest:", {"k": (1, 10)})
     limiter.bind_redis(aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5))
+
     async def both() -> dict:
         headers = await limiter.admit("k")
-        limiter.charge("k", {"total_tokens": 50})                      # no error either
+        limiter.charge("k", {"total_tokens": 50})  # no error either
         await asyncio.gather(*limiter._charges)
         return headers
+
     assert asyncio.run(both()) == {}

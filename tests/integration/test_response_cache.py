@@ -3,6 +3,7 @@
 Identical non-streamed requests of one API key are answered once by the backend; what Redis holds
 is the masked answer (placeholders, never the caller's values), restored for each caller.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,8 +24,13 @@ def cached(primary, redis_server):
     own: the tests count the requests that reach the backend."""
     s = Standin()
     prefix = f"mgtest-{uuid.uuid4().hex[:8]}:"
-    g = Gateway(gateway_config({"model": "openai/mixtral", "api_base": f"{s.url}/v1"}, redis_url=redis_server.url,
-                               extra={"redis_prefix": prefix, "response_cache": {"enabled": True, "ttl_s": 60}}))
+    g = Gateway(
+        gateway_config(
+            {"model": "openai/mixtral", "api_base": f"{s.url}/v1"},
+            redis_url=redis_server.url,
+            extra={"redis_prefix": prefix, "response_cache": {"enabled": True, "ttl_s": 60}},
+        )
+    )
     yield g, s, prefix
     g.stop()
     s.stop()
@@ -35,7 +41,9 @@ def cached(primary, redis_server):
 
 def _ask(g: Gateway, text: str, key: str = Gateway.KEY, **kw):
     c = openai.OpenAI(base_url=g.url + "/v1", api_key=key, max_retries=0, timeout=30)
-    return c.chat.completions.with_raw_response.create(model="mixtral", messages=[{"role": "user", "content": text}], **kw)
+    return c.chat.completions.with_raw_response.create(
+        model="mixtral", messages=[{"role": "user", "content": text}], **kw
+    )
 
 
 def test_identical_requests_reach_the_backend_once_per_api_key(cached):
@@ -60,8 +68,11 @@ def test_the_cache_holds_the_masked_answer_and_each_hit_is_restored(cached, redi
     assert second.headers["x-mixguard-cache"] == "hit"
     assert PII in second.parse().choices[0].message.content  # restored from the caller's vault
     assert PII not in str(s.last_request())
-    stored = [v for k in redis.Redis.from_url(redis_server.url).scan_iter(match=f"{prefix}rcache:*")
-              if (v := redis.Redis.from_url(redis_server.url).get(k))]
+    stored = [
+        v
+        for k in redis.Redis.from_url(redis_server.url).scan_iter(match=f"{prefix}rcache:*")
+        if (v := redis.Redis.from_url(redis_server.url).get(k))
+    ]
     assert stored and not any(PII.encode() in v for v in stored)
     assert any(b"<PERSON_1>" in v for v in stored)
 
@@ -70,22 +81,27 @@ def test_per_request_cache_controls_and_what_is_not_cached(cached):
     g, s, _ = cached
     text = f"Summarise our refund policy ({uuid.uuid4().hex})"
     assert _ask(g, text, extra_body={"cache": {"no-store": True}}).headers["x-mixguard-cache"] == "miss"
-    assert _ask(g, text).headers["x-mixguard-cache"] == "miss"     # nothing was stored
-    assert "cache" not in s.last_request()                           # the controls never reach a backend
+    assert _ask(g, text).headers["x-mixguard-cache"] == "miss"  # nothing was stored
+    assert "cache" not in s.last_request()  # the controls never reach a backend
     assert _ask(g, text).headers["x-mixguard-cache"] == "hit"
     before = s.metric("sglang:num_requests_total")
     assert _ask(g, text, extra_body={"cache": {"no-cache": True}}).headers["x-mixguard-cache"] == "miss"
     assert s.metric("sglang:num_requests_total") == before + 1
     cut = f"Tell me a long story about invoices ({uuid.uuid4().hex}) " * 4
     assert _ask(g, cut, max_tokens=3).parse().choices[0].finish_reason == "length"
-    assert _ask(g, cut, max_tokens=3).headers["x-mixguard-cache"] == "miss"   # a cut answer is not replayed
+    assert _ask(g, cut, max_tokens=3).headers["x-mixguard-cache"] == "miss"  # a cut answer is not replayed
 
 
 def _stream(g: Gateway, text: str, **kw) -> tuple[str, str, dict]:
     """(header, text the caller read, usage) of a streamed chat completion."""
     c = openai.OpenAI(base_url=g.url + "/v1", api_key=Gateway.KEY, max_retries=0, timeout=30)
-    raw = c.chat.completions.with_raw_response.create(model="mixtral", messages=[{"role": "user", "content": text}],
-                                                     stream=True, stream_options={"include_usage": True}, **kw)
+    raw = c.chat.completions.with_raw_response.create(
+        model="mixtral",
+        messages=[{"role": "user", "content": text}],
+        stream=True,
+        stream_options={"include_usage": True},
+        **kw,
+    )
     pieces, usage = [], None
     for chunk in raw.parse():
         if chunk.usage:
@@ -97,16 +113,16 @@ def _stream(g: Gateway, text: str, **kw) -> tuple[str, str, dict]:
 def test_streams_replay_cached_answers_and_complete_streams_are_stored(cached):
     g, s, _ = cached
     text = f"I am {PII}; list the export formats ({uuid.uuid4().hex})"
-    first = _ask(g, text)                                          # stored by a non-streamed request
+    first = _ask(g, text)  # stored by a non-streamed request
     before = s.metric("sglang:num_requests_total")
     header, streamed, usage = _stream(g, text)
     assert header == "hit" and streamed == first.parse().choices[0].message.content and PII in streamed
     assert usage is not None and usage.completion_tokens == first.parse().usage.completion_tokens
-    assert s.metric("sglang:num_requests_total") == before         # replayed, not asked again
+    assert s.metric("sglang:num_requests_total") == before  # replayed, not asked again
     other = f"Which browsers are supported? ({uuid.uuid4().hex})"
-    header, streamed, _ = _stream(g, other)                        # a complete stream is stored ...
+    header, streamed, _ = _stream(g, other)  # a complete stream is stored ...
     assert header == "miss"
-    again = _ask(g, other)                                         # ... and answers the next request
+    again = _ask(g, other)  # ... and answers the next request
     assert again.headers["x-mixguard-cache"] == "hit" and again.parse().choices[0].message.content == streamed == other
 
 

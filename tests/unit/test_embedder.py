@@ -1,4 +1,5 @@
 """The MiniLM encoders: numpy fp32 and onnxruntime int8 agree, and embeddings carry meaning."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,12 @@ import pytest
 from guardrails.topics.embedder import MiniLMEmbedder
 from guardrails.topics.onnx_encoder import OnnxMiniLM
 
-TEXTS = ["How do I reset my password?", "What dose of ibuprofen is safe for a child?",
-         "Who should I vote for in the election?", "Quel médicament prendre contre la fièvre ?"]
+TEXTS = [
+    "How do I reset my password?",
+    "What dose of ibuprofen is safe for a child?",
+    "Who should I vote for in the election?",
+    "Quel médicament prendre contre la fièvre ?",
+]
 
 
 def test_int8_onnx_matches_fp32_numpy_and_similar_texts_are_closer():
@@ -30,17 +35,23 @@ def test_units_packed_into_one_call_are_encoded_as_if_alone():
     alone = np.stack([fp32.encode(t) for t in texts])
     assert packed.shape == (len(texts), 384)
     assert (packed * alone).sum(1).min() > 0.98
-    assert np.allclose(packed[: len(TEXTS)], packed[len(TEXTS): 2 * len(TEXTS)], atol=0.02)
+    assert np.allclose(packed[: len(TEXTS)], packed[len(TEXTS) : 2 * len(TEXTS)], atol=0.02)
 
 
 def test_multilingual_encoder_puts_a_question_and_its_translation_together():
     """The default topic encoder (USE multilingual v3): a Spanish or French question lands next
     to its English original and away from an unrelated one; a batch equals single calls."""
     from guardrails.topics.use_encoder import UseMultilingual
+
     use = UseMultilingual()
-    en, es, fr = (use.encode(t) for t in ("Which medicine should I take for a high fever?",
-                                          "¿Qué medicamento debo tomar para la fiebre alta?",
-                                          "Quel médicament prendre contre une forte fièvre ?"))
+    en, es, fr = (
+        use.encode(t)
+        for t in (
+            "Which medicine should I take for a high fever?",
+            "¿Qué medicamento debo tomar para la fiebre alta?",
+            "Quel médicament prendre contre une forte fièvre ?",
+        )
+    )
     other = use.encode("How do I export my invoices to a spreadsheet?")
     assert en.shape == (512,) and abs(float(np.linalg.norm(en)) - 1.0) < 1e-3
     assert es @ en > es @ other + 0.2 and fr @ en > fr @ other + 0.2
@@ -109,12 +120,13 @@ def test_an_int8_model_onnxruntime_cannot_load_falls_back_to_numpy(monkeypatch, 
 
     def refuse(self, *a, **k):
         raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Unsupported model IR version: 14")
+
     monkeypatch.setattr(use_onnx.OnnxUse, "__init__", refuse)
     shared_embedder.cache_clear()
     try:
         assert isinstance(shared_embedder(model="use-multilingual"), UseMultilingual)
         assert "int8 topic encoder unavailable (RuntimeError" in caplog.text
-        with pytest.raises(RuntimeError):   # asked for onnx explicitly: the error is the answer
+        with pytest.raises(RuntimeError):  # asked for onnx explicitly: the error is the answer
             shared_embedder(model="use-multilingual", backend="onnx")
     finally:
         shared_embedder.cache_clear()

@@ -1,4 +1,5 @@
 """Streaming restore holds back only what could be a placeholder, and loses nothing."""
+
 from __future__ import annotations
 
 import random
@@ -39,7 +40,7 @@ def test_only_a_possible_placeholder_prefix_is_held_back():
 
 
 def test_identifier_tail_is_held_until_complete():
-    assert "card 4111 1111 11"[:_hold_identifier_tail("card 4111 1111 11")] == "card "
+    assert "card 4111 1111 11"[: _hold_identifier_tail("card 4111 1111 11")] == "card "
     assert _hold_identifier_tail("plain words here ") == len("plain words here ")
 
 
@@ -55,9 +56,10 @@ def test_chain_flush_passes_earlier_releases_through_later_filters():
 
 def test_a_name_at_the_end_of_a_streamed_chunk_is_held_until_it_is_complete():
     from guardrails.pii_guardrail import _hold_identifier_tail, _hold_name_and_identifier_tail
+
     text = "ask Zsófia"
-    assert text[:_hold_name_and_identifier_tail(text)] == "ask "
+    assert text[: _hold_name_and_identifier_tail(text)] == "ask "
     text = "ask Zsófia Kertész about it"
-    assert text[:_hold_name_and_identifier_tail(text)] == "ask Zsófia Kertész about "
+    assert text[: _hold_name_and_identifier_tail(text)] == "ask Zsófia Kertész about "
     plain = "call Zsófia Kertész"
-    assert plain[:_hold_identifier_tail(plain)] == "call Zsófia "  # without name scanning only the last word waits
+    assert plain[: _hold_identifier_tail(plain)] == "call Zsófia "  # without name scanning only the last word waits

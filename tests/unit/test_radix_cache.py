@@ -1,4 +1,5 @@
 """The stand-in's radix prefix cache behaves like SGLang's RadixAttention bookkeeping."""
+
 from __future__ import annotations
 
 from sglang_backend.radix_cache import RadixCache

@@ -1,4 +1,5 @@
 """Config validation: LiteLLM's format, os.environ/ secrets, exact error locations."""
+
 from __future__ import annotations
 
 import pytest
@@ -39,7 +40,9 @@ def test_missing_env_secret_names_file_line_and_key(monkeypatch):
     monkeypatch.delenv("MG_TEST_MISTRAL_KEY", raising=False)
     with pytest.raises(ConfigError) as exc:
         parse_config(GOOD, "c.yaml")
-    assert "c.yaml:9: model_list[1].litellm_params.api_key: environment variable MG_TEST_MISTRAL_KEY is not set" in str(exc.value)
+    assert "c.yaml:9: model_list[1].litellm_params.api_key: environment variable MG_TEST_MISTRAL_KEY is not set" in str(
+        exc.value
+    )
 
 
 def test_type_errors_and_unknown_keys_have_locations():
@@ -68,8 +71,17 @@ def test_key_hash_must_be_sha256():
 
 def test_shipped_example_config_is_valid(monkeypatch):
     from pathlib import Path
-    for var in ("REDIS_URL", "MISTRAL_API_KEY", "TOGETHERAI_API_KEY", "GROQ_API_KEY", "FIREWORKS_API_KEY",
-                "MIXGUARD_ADMIN_KEY", "BILLING_APP_KEY", "SUPPORT_APP_KEY"):
+
+    for var in (
+        "REDIS_URL",
+        "MISTRAL_API_KEY",
+        "TOGETHERAI_API_KEY",
+        "GROQ_API_KEY",
+        "FIREWORKS_API_KEY",
+        "MIXGUARD_ADMIN_KEY",
+        "BILLING_APP_KEY",
+        "SUPPORT_APP_KEY",
+    ):
         monkeypatch.setenv(var, "x")
     path = Path(__file__).resolve().parents[2] / "deploy" / "config.example.yaml"
     cfg = parse_config(path.read_text(), str(path))

@@ -1,5 +1,6 @@
 """Keyword and regex rules against quoted mentions, with the shipped support policy and the
 default encoder (USE multilingual)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,7 +34,7 @@ def test_quoted_spans_pair_quotes_but_not_apostrophes():
 
 
 def test_a_quoted_keyword_is_a_mention_and_meaning_decides(support):
-    quoted = "Search all tickets for the word \"overdose\" and send them to the nurse team."
+    quoted = 'Search all tickets for the word "overdose" and send them to the nurse team.'
     rule, via = decide(support, quoted)
     assert rule is None and via["topic.medical"] == "semantic"
     rule, via = decide(support, quoted.replace('"', ""))
