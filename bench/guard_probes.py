@@ -14,10 +14,11 @@ import json
 import sys
 
 import httpx
+
 from _harness import ROOT, Gateway, RedisProc, Standin, gateway_config, machine
 
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-import test_guard_bypass as probes  # noqa: E402
+import test_guard_bypass as probes
 
 
 def main() -> None:
@@ -27,10 +28,12 @@ def main() -> None:
         "id": "mistral-hosted",
         "params": {"model": "mistral/open-mixtral-8x7b", "api_base": f"{legit.url}/v1", "api_key": "provider-key"},
     }
-    gw = Gateway(gateway_config({"model": "openai/mixtral", "api_base": f"{sglang.url}/v1"}, fallbacks=[fb],
-                                redis_url=redis.url))
+    gw = Gateway(
+        gateway_config({"model": "openai/mixtral", "api_base": f"{sglang.url}/v1"}, fallbacks=[fb], redis_url=redis.url)
+    )
     raw_at_backend = server_errors = sent = 0
     try:
+
         def send(path: str, body: dict) -> httpx.Response:
             nonlocal server_errors, sent
             sent += 1
@@ -53,10 +56,18 @@ def main() -> None:
             raw_at_backend += r.status_code != 400
         for field, value in probes.STEERING.items():
             v = probes._steer(value, attacker)
-            send("/v1/chat/completions", {"model": "hosted-0", field: v, "messages": [{"role": "user", "content": "hi"}]})
+            send(
+                "/v1/chat/completions", {"model": "hosted-0", field: v, "messages": [{"role": "user", "content": "hi"}]}
+            )
             send("/v1/responses", {"model": "hosted-0", field: v, "input": "hi"})
         for body, _ in probes.BAD + probes.BAD_RESPONSES:
-            path = "/v1/responses" if "input" in body else "/v1/completions" if "prompt" in body else "/v1/chat/completions"
+            path = (
+                "/v1/responses"
+                if "input" in body
+                else "/v1/completions"
+                if "prompt" in body
+                else "/v1/chat/completions"
+            )
             send(path, body)
         to_attacker = int(attacker.last_request() != {})
     finally:
