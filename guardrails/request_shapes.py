@@ -677,14 +677,14 @@ def _json(v: Any, path: str, m: int | None = None, role: str | None = None) -> I
     if isinstance(v, dict):
         for k in list(v):
             p = f"{path}.{k}" if len(k) <= 64 else f"{path}.<key>"
-            if k:
-                yield TextSlot(v, k, p, m, role, is_key=True)
             x = v[k]
             if isinstance(x, str):
                 if x:
                     yield TextSlot(v, k, p, m, role)
             else:
                 yield from _json(x, p, m, role)
+            if k:  # after its value: slots are written in order, and this one renames the key
+                yield TextSlot(v, k, p, m, role, is_key=True)
     elif isinstance(v, list):
         for i, x in enumerate(v):
             if isinstance(x, str):

@@ -91,6 +91,8 @@ PROBES = [
     ("user", "/v1/chat/completions", chat(USER, user=V)),
     ("metadata value", "/v1/chat/completions", chat(USER, metadata={"note": V})),
     ("metadata key", "/v1/chat/completions", chat(USER, metadata={EMAIL: "x"})),
+    # both masked: the value is rewritten before its key is renamed (a 500 found by the fuzz suite)
+    ("metadata key and value", "/v1/chat/completions", chat(USER, metadata={EMAIL: V, "n": {EMAIL: [V]}})),
     ("message name", "/v1/chat/completions", chat({"role": "user", "content": "hi", "name": V})),
     (
         "tool description",
