@@ -1,7 +1,10 @@
 """App factory and the OpenAI-compatible routes.
 
-One request walks: edge middleware (request id, metrics) → auth → body checks → guardrails (input)
-→ router (SGLang first, hosted fallbacks) → guardrails (output) → response.
+One request walks named stages, carrying one typed `Exchange` (proxy/exchange.py): the edge
+middleware (request id, headers, metrics) → authenticate → admit (policy, rate limit, audit store)
+→ parse (request shapes, a configured model) → guard input → route (response cache, SGLang first,
+hosted fallbacks) → guard output → account (usage, token metrics, tpm) → record (audit, after
+the response was sent).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from fastapi import FastAPI, Request
@@ -23,18 +26,18 @@ from starlette.responses import Response, StreamingResponse
 
 from guardrails.base import ALLOW, Decision, GuardContext
 from guardrails.pipeline import Pipeline
-from guardrails.request_shapes import conversation_text
+from guardrails.request_shapes import Endpoint, conversation_text
 from guardrails.schema_contract import ContractChecker
 from policies.loader import LoadedPolicy
 from policies.store import PolicyStore
 
 from . import errors, responses_api, validation
 from .audit.chain import resolve_key
-from .audit.record import AuditDraft
 from .audit.writer import AuditWriter
 from .auth import KeyStore, Principal
 from .backends import BackendError
 from .edge import EdgeMiddleware
+from .exchange import Exchange
 from .metrics import METRICS
 from .rate_limit import RateLimiter
 from .redis_store import RedisHandle
@@ -140,17 +143,41 @@ class Gateway:
             except Exception as exc:  # the watcher must outlive any one bad reload
                 log.error("policy reload failed: %s", type(exc).__name__)
 
-    def request_done(self, state: dict[str, Any], status: int) -> None:
+    # --- record: the last stage, after the response was sent -------------------------------------
+    def request_done(self, ex: Exchange, status: int) -> None:
         """Called by the edge middleware when a response has been sent: queue its audit record."""
-        draft = state.get("audit")
-        if draft is None or self.audit is None:
+        if not ex.audited or self.audit is None:
             return
-        draft.t_end = time.perf_counter()
-        draft.status = status
-        draft.error_code = draft.error_code or state.get("error_code")
-        self.audit.submit(draft)
+        ex.t_end = time.perf_counter()
+        ex.status = status
+        self.audit.submit(ex)
 
-    # --- request plumbing --------------------------------------------------------------------
+    # --- authenticate, admit, parse ------------------------------------------------------------
+    @staticmethod
+    def _exchange(request: Request, endpoint: str) -> Exchange:
+        ex: Exchange = request.scope["state"]["exchange"]
+        ex.endpoint, ex.audited = endpoint, True
+        return ex
+
+    def _authenticate(self, request: Request, ex: Exchange) -> Principal:
+        principal = ex.principal = self.keys.authenticate(request.headers.get("authorization"))
+        ex.key_id, ex.app = principal.key_id, principal.app
+        return principal
+
+    async def _admit(self, ex: Exchange, principal: Principal) -> LoadedPolicy:
+        """The caller's policy, its rate limit and the audit store's state, before the body is read."""
+        lp = ex.policy_loaded = self.policies.get(principal.policy)
+        ex.policy, ex.policy_version = lp.policy.name, lp.version
+        ex.content, ex.truncate_chars = lp.policy.audit.content, lp.policy.audit.truncate_chars
+        ex.headers["x-mixguard-policy"] = f"{lp.policy.name}@{lp.version}"
+        if self.limiter is not None:  # before the body is read or any guardrail runs
+            ex.headers.update(await self.limiter.admit(principal.key_id))
+        if self.audit is not None and self.audit.degraded and lp.policy.audit.on_unavailable == "fail_closed":
+            raise errors.AuditUnavailable(
+                f"Audit store unavailable and policy '{lp.policy.name}' fails closed: request refused"
+            )
+        return lp
+
     async def _read_body(self, request: Request) -> bytes:
         cl = request.headers.get("content-length")
         if cl is not None and cl.isdigit() and int(cl) > self.max_body:
@@ -163,19 +190,28 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _context(
-        self, request: Request, principal: Principal, lp: LoadedPolicy, scanned: list[str] | None = None
-    ) -> GuardContext:
-        return GuardContext(
-            key_id=principal.key_id,
-            app=principal.app,
+    async def _parse(self, request: Request, ex: Exchange, endpoint: Endpoint, lp: LoadedPolicy) -> None:
+        """The body checked against its endpoint's shape (Responses translated to chat), a configured
+        model group, and the guardrails' context."""
+        raw = validation.parse_json_object(await self._read_body(request))
+        ex.cache_control = CacheControl.pop_from(raw)  # LiteLLM's per-request cache controls; never forwarded
+        parsed = validation.parse(endpoint, raw, lp.policy.request.unknown_fields)
+        if endpoint == "responses":
+            ex.responses_request, ex.body, ex.kind = parsed.body, responses_api.to_chat_body(parsed.body), "chat"
+        else:
+            ex.body, ex.kind = parsed.body, endpoint
+        ex.model = self._known_model(ex.body["model"])
+        ex.stream = bool(parsed.body.get("stream"))
+        ex.ctx = GuardContext(
+            key_id=ex.key_id or "",
+            app=ex.app or "",
             policy=lp.policy.name,
-            request_id=request.scope["state"]["request_id"],
+            request_id=ex.request_id,
             conversation_id=request.headers.get("x-conversation-id"),
-            scanned_fields=tuple(scanned or ()),
+            scanned_fields=tuple(parsed.scanned),
         )
 
-    def _known_model(self, request: Request, model: str, draft: AuditDraft) -> str:
+    def _known_model(self, model: str) -> str:
         """The configured model group a request names; 404 before its name reaches a metric or the
         audit record (no client string ever becomes a label)."""
         if model not in self.router.groups:
@@ -184,54 +220,34 @@ class Gateway:
                 param="model",
                 code="model_not_found",
             )
-        request.scope["state"]["model"] = draft.model = model
         return model
 
-    @staticmethod
-    def _draft(request: Request, endpoint: str) -> AuditDraft:
-        state = request.scope["state"]
-        d = state["audit"] = AuditDraft(state["request_id"], endpoint)
-        d.client_request_id_sha256 = state.get("client_request_id_sha256")
-        return d
-
-    async def _begin(self, request: Request, draft: AuditDraft) -> tuple[Principal, dict[str, Any], LoadedPolicy]:
-        principal = self.keys.authenticate(request.headers.get("authorization"))
-        lp = self.policies.get(principal.policy)
-        draft.key_id, draft.app = principal.key_id, principal.app
-        draft.policy, draft.policy_version = lp.policy.name, lp.version
-        draft.content, draft.truncate_chars = lp.policy.audit.content, lp.policy.audit.truncate_chars
-        request.scope["state"]["extra_headers"] = {"x-mixguard-policy": f"{lp.policy.name}@{lp.version}"}
-        if self.limiter is not None:  # before the body is read or any guardrail runs
-            request.scope["state"]["extra_headers"].update(await self.limiter.admit(principal.key_id))
-        if self.audit is not None and self.audit.degraded and lp.policy.audit.on_unavailable == "fail_closed":
-            raise errors.AuditUnavailable(
-                f"Audit store unavailable and policy '{lp.policy.name}' fails closed: request refused"
-            )
-        body = validation.parse_json_object(await self._read_body(request))
-        return principal, body, lp
-
-    async def _guard(self, ctx: GuardContext, kind: str, body: dict[str, Any], draft: AuditDraft) -> None:
-        draft.ctx = ctx
+    # --- guard input -----------------------------------------------------------------------------
+    async def _guard_input(self, ex: Exchange, lp: LoadedPolicy) -> dict[str, Any] | None:
+        """Every guardrail on the parsed body (masking it in place). A refusal the policy answers as a
+        completion comes back as that completion; other verdicts are HTTP errors. Then the policy's
+        schema contract and residency gate are set for the route stage."""
+        ctx = ex.guard
         t = time.perf_counter()
         try:
-            verdict = await self.pipeline.check_input(ctx, kind, body) if self.pipeline else ALLOW
+            verdict = await self.pipeline.check_input(ctx, ex.kind, ex.body) if self.pipeline else ALLOW
         finally:
-            draft.guard_ms = (time.perf_counter() - t) * 1000
+            ex.guard_ms = (time.perf_counter() - t) * 1000
+        if verdict.action == "refuse" and verdict.as_completion:
+            ex.refused = True
+            return refusal_completion(ex.kind, ex.model or "", verdict.refusal or "", ex.request_id)
         if not verdict.allowed:
             raise errors.from_verdict(verdict)
         if ctx.pii_checked:  # only masked text is ever recorded
-            draft.prompt = conversation_text(kind, body)  # type: ignore[arg-type]
-            draft.redact_answer = self.pipeline.audit_redactor(ctx)
-
-    @staticmethod
-    def _mark(request: Request, result: RouteResult, draft: AuditDraft) -> None:
-        state = request.scope["state"]
-        state["backend"] = draft.backend = result.backend.id
-        if result.attempts:
-            draft.fallback_reason = result.fallback_reason
-            draft.attempts = [{"backend": a.backend, "reason": a.reason} for a in result.attempts]
-            state.setdefault("extra_headers", {})["x-mixguard-fallback-reason"] = result.fallback_reason or ""
-            METRICS.fallbacks.labels(state["model"], result.backend.id).inc()
+            ex.prompt = conversation_text(ex.kind, ex.body)  # type: ignore[arg-type]
+            ex.redact_answer = self.pipeline.audit_redactor(ctx)
+        ex.contract = self._contract(lp, ex.kind)
+        if ex.contract is not None:
+            ex.contract.prepare(ex.body)
+        ex.gate = residency_gate(ctx, lp, self.hosted)
+        if self.cache is not None:
+            ex.cache_key = self.cache.key(ctx.key_id, ex.policy_version or "", ex.kind, ex.body)
+        return None
 
     def _contract(self, lp: LoadedPolicy, kind: str) -> ContractChecker | None:
         if lp.policy.contract is None or kind != "chat":
@@ -242,124 +258,88 @@ class Gateway:
             c = self._contracts[key] = ContractChecker(lp.policy.contract)
         return c
 
-    def _gate(self, ctx: GuardContext, lp: LoadedPolicy) -> Any:
-        return residency_gate(ctx, lp, self.hosted)
+    # --- route ---------------------------------------------------------------------------------------
+    def _routed(self, ex: Exchange, result: RouteResult) -> None:
+        ex.backend = ex.guard.backend = result.backend.id
+        if result.attempts:
+            ex.fallback_reason = result.fallback_reason
+            ex.attempts = [{"backend": a.backend, "reason": a.reason} for a in result.attempts]
+            ex.headers["x-mixguard-fallback-reason"] = result.fallback_reason or ""
+            METRICS.fallbacks.labels(ex.model or "", result.backend.id).inc()
 
-    @staticmethod
-    def _count_tokens(model: str, backend: str, usage: dict[str, Any] | None) -> None:
-        if not usage:
-            return
-        METRICS.tokens.labels(model, backend, "in").inc(usage.get("prompt_tokens") or 0)
-        METRICS.tokens.labels(model, backend, "out").inc(usage.get("completion_tokens") or 0)
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        if cached:
-            METRICS.tokens.labels(model, backend, "cached").inc(cached)
+    async def _answer(self, ex: Exchange, first: bool) -> tuple[dict[str, Any], bytes | None]:
+        """The backend's answer to the masked body, from the response cache when it holds one (first
+        attempt only), and its serialized form when it may be cached (taken before the output
+        guardrails restore the caller's values into it)."""
+        hit = await self._lookup(ex) if first else None
+        if hit is not None:
+            return hit, None
+        data, result = await self.router.request(ex.model or "", ex.kind, ex.body, ex.gate)
+        self._routed(ex, result)
+        store = first and ex.cache_key is not None and ex.cache_control.store and cacheable(data)
+        return data, orjson.dumps(data) if store else None
 
-    def _charge(self, ctx: GuardContext, usage: dict[str, Any] | None) -> None:
-        """An answer's tokens count against its key's tokens-per-minute limit (in the background)."""
-        if self.limiter is not None and ctx.key_id is not None:
-            self.limiter.charge(ctx.key_id, usage)
+    async def _open_stream(self, ex: Exchange) -> StreamStart:
+        """A replay of the cached answer, or the backend's stream (which always reports usage: tpm
+        limits, token metrics and the audit record need it)."""
+        data = await self._lookup(ex, stream=True)
+        if data is not None:
+            events = replay(data, include_usage=_wants_usage(ex.body))
+            return StreamStart(RouteResult(CachedBackend(ex.backend or "")), await events.__anext__(), events)
+        ex.body["stream"] = True
+        ex.body["stream_options"] = {**(ex.body.get("stream_options") or {}), "include_usage": True}
+        start = await self.router.open_stream(ex.model or "", ex.kind, ex.body, ex.gate)
+        self._routed(ex, start.result)
+        return start
 
-    def _error_event(self, exc: Exception) -> dict[str, Any]:
-        if isinstance(exc, errors.GatewayError):
-            return exc.body()
-        if isinstance(exc, BackendError):
-            kind = errors.UpstreamTimeout if exc.timeout else errors.UpstreamError
-            return kind(f"Backend failed mid-stream: {exc.reason}").body()
-        log.error("stream failed with %s", type(exc).__name__)
-        return errors.GatewayError("Internal error while streaming").body()
+    async def _lookup(self, ex: Exchange, stream: bool = False) -> dict[str, Any] | None:
+        """The cached answer for this request, if the cache is on and holds one (for a stream: one
+        it can replay); says hit or miss in a header and the audit record."""
+        if self.cache is None or ex.cache_key is None:
+            return None
+        hit = await self.cache.get(ex.cache_key) if ex.cache_control.lookup else None
+        if hit is not None and stream and not replayable(hit[0]):
+            hit = None
+        ex.cache = "hit" if hit else "miss"
+        ex.headers["x-mixguard-cache"] = ex.cache
+        if hit is None:
+            return None
+        data, backend = hit
+        ex.backend = ex.guard.backend = backend
+        return data
 
-    # --- chat & text completions ---------------------------------------------------------------
-    async def chat_completions(self, request: Request) -> Response:
-        return await self._complete(request, "chat")
+    async def _store(self, ex: Exchange, encoded: bytes | None) -> None:
+        if (
+            self.cache is not None
+            and ex.cache_key is not None
+            and encoded is not None
+            and await self.cache.put(ex.cache_key, encoded, ex.backend or "", ex.cache_control.ttl_s)
+        ):
+            ex.cache = "stored"
 
-    async def completions(self, request: Request) -> Response:
-        return await self._complete(request, "completions")
-
-    async def _complete(self, request: Request, kind: str) -> Response:
-        draft = self._draft(request, kind)
-        principal, raw, lp = await self._begin(request, draft)
-        control = CacheControl.pop_from(raw)  # LiteLLM's per-request cache controls; never forwarded
-        parsed = validation.parse(kind, raw, lp.policy.request.unknown_fields)  # type: ignore[arg-type]
-        body = parsed.body
-        model = self._known_model(request, body["model"], draft)
-        draft.stream = bool(body.get("stream"))
-        ctx = self._context(request, principal, lp, parsed.scanned)
-        try:
-            await self._guard(ctx, kind, body, draft)
-        except errors.PolicyRefusal as r:
-            if not r.as_completion:
-                raise
-            draft.refused = True
-            data = refusal_completion(kind, model, r.refusal, ctx.request_id)
-            if draft.stream:
-                return StreamingResponse(refusal_stream(data), media_type="text/event-stream", headers=SSE_HEADERS)
-            return _json(data)
-        checker = self._contract(lp, kind)
-        if checker is not None:
-            checker.prepare(body)
-        gate = self._gate(ctx, lp)
-        if draft.stream:
-            cache_key = self._cache_key(ctx, draft, kind, body)
-            start = await self._replayed_stream(request, ctx, body, draft, cache_key, control)
-            # The backend always reports usage (tpm limits, token metrics, the audit record need it);
-            # a caller that did not ask for it does not see it.
-            show_usage = _wants_usage(body)
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-            if start is None:
-                start = await self.router.open_stream(model, kind, body, gate)
-                self._mark(request, start.result, draft)
-                ctx.backend = start.result.backend.id
-            recorder = (
-                StreamRecorder(kind) if cache_key is not None and draft.cache == "miss" and control.store else None
-            )
-            return StreamingResponse(
-                self._sse_body(ctx, kind, model, start, draft, checker, recorder, cache_key, control, show_usage),
-                media_type="text/event-stream",
-                headers=SSE_HEADERS,
-            )
-        data = await self._request_with_contract(request, ctx, kind, model, body, draft, checker, gate, control)
-        if draft.cache != "hit":  # a replayed answer cost the backend no tokens
-            self._count_tokens(model, ctx.backend or "", data.get("usage"))
-            self._charge(ctx, data.get("usage"))
-        return _json(data)
-
-    async def _request_with_contract(
-        self,
-        request: Request,
-        ctx: GuardContext,
-        kind: str,
-        model: str,
-        body: dict[str, Any],
-        draft: AuditDraft,
-        checker: ContractChecker | None,
-        gate: Any,
-        control: CacheControl = CacheControl(),
-    ) -> dict[str, Any]:
-        """One backend call (or a cached answer), or (with a schema contract) up to 1 + max_retries
-        calls with re-asks."""
+    # --- route and guard output, whole answers ------------------------------------------------------
+    async def _request_with_contract(self, ex: Exchange) -> dict[str, Any]:
+        """One backend call (or a cached answer) with the output guardrails on its answer, or (with a
+        schema contract) up to 1 + max_retries calls with re-asks."""
+        ctx, kind, checker = ex.guard, ex.kind, ex.contract
         tries = 1 + (checker.contract.max_retries if checker is not None and checker.contract.mode == "enforce" else 0)
-        cache_key = self._cache_key(ctx, draft, kind, body)
         for attempt in range(1, tries + 1):
-            data, encoded = await self._answer(
-                request, ctx, kind, model, body, draft, gate, cache_key if attempt == 1 else None, control
-            )
-            draft.usage = data.get("usage")
+            data, encoded = await self._answer(ex, attempt == 1)
+            ex.usage = data.get("usage")
             raw = _answer_texts(kind, data)
-            draft.answer_parts = raw[:1]
-            self.pipeline.apply_to_response(self.pipeline.output_chain(ctx), kind, data)
-            await self._check_answer(ctx, kind, data)
+            ex.answer_parts = raw[:1]
+            await self._guard_output(ex, data)
             shown = _answer_texts(kind, data)[:1]  # what the caller gets (restored)
             if checker is None:
                 if kind == "chat" and self.pipeline:
                     self.pipeline.answered(ctx, shown)
-                await self._store(cache_key, encoded, draft, control)
+                await self._store(ex, encoded)
                 return data
             violations = checker.violations(shown[0] if shown else "")
             name = f"schema.{checker.contract.name}"
-            draft.schema = {"valid": not violations, "attempts": attempt, "violations": [str(v) for v in violations]}
+            ex.schema = {"valid": not violations, "attempts": attempt, "violations": [str(v) for v in violations]}
             if not violations:
-                await self._store(cache_key, encoded, draft, control)
+                await self._store(ex, encoded)
                 return data
             if checker.contract.mode == "monitor":
                 ctx.decisions.append(Decision("schema", name, "monitor", 1.0, "monitor", {}))
@@ -372,94 +352,17 @@ class Gateway:
                     param="response_format",
                 )
             ctx.decisions.append(Decision("schema", name, "reask", 1.0, "enforce", {}))
-            body["messages"] = [
-                *body["messages"],
+            ex.body["messages"] = [
+                *ex.body["messages"],
                 {"role": "assistant", "content": raw[0] if raw else ""},
                 {"role": "user", "content": checker.reask(violations)},
             ]
         raise AssertionError("unreachable")
 
-    async def _answer(
-        self,
-        request: Request,
-        ctx: GuardContext,
-        kind: str,
-        model: str,
-        body: dict[str, Any],
-        draft: AuditDraft,
-        gate: Any,
-        cache_key: str | None,
-        control: CacheControl,
-    ) -> tuple[dict[str, Any], bytes | None]:
-        """The backend's answer to the masked body, from the response cache when it holds one, and
-        its serialized form when it may be cached (taken before the output guardrails restore the
-        caller's values into it)."""
-        hit = await self._lookup(request, ctx, draft, cache_key, control)
-        if hit is not None:
-            return hit, None
-        data, result = await self.router.request(model, kind, body, gate)
-        self._mark(request, result, draft)
-        ctx.backend = result.backend.id
-        encoded = orjson.dumps(data) if cache_key is not None and control.store and cacheable(data) else None
-        return data, encoded
-
-    def _cache_key(self, ctx: GuardContext, draft: AuditDraft, kind: str, body: dict[str, Any]) -> str | None:
-        """The response-cache key of a masked body (None when the cache is off)."""
-        return self.cache.key(ctx.key_id, draft.policy_version or "", kind, body) if self.cache else None
-
-    async def _lookup(
-        self,
-        request: Request,
-        ctx: GuardContext,
-        draft: AuditDraft,
-        cache_key: str | None,
-        control: CacheControl,
-        stream: bool = False,
-    ) -> dict[str, Any] | None:
-        """The cached answer for this request, if the cache is on and holds one (for a stream: one
-        it can replay); says hit or miss in a header and the audit record."""
-        if self.cache is None or cache_key is None:
-            return None
-        hit = await self.cache.get(cache_key) if control.lookup else None
-        if hit is not None and stream and not replayable(hit[0]):
-            hit = None
-        state = request.scope["state"]
-        draft.cache = "hit" if hit else "miss"
-        state.setdefault("extra_headers", {})["x-mixguard-cache"] = draft.cache
-        if hit is None:
-            return None
-        data, backend = hit
-        state["backend"] = draft.backend = ctx.backend = backend
-        return data
-
-    async def _replayed_stream(
-        self,
-        request: Request,
-        ctx: GuardContext,
-        body: dict[str, Any],
-        draft: AuditDraft,
-        cache_key: str | None,
-        control: CacheControl,
-    ) -> StreamStart | None:
-        data = await self._lookup(request, ctx, draft, cache_key, control, stream=True)
-        if data is None:
-            return None
-        events = replay(data, include_usage=_wants_usage(body))
-        return StreamStart(RouteResult(CachedBackend(ctx.backend or "")), await events.__anext__(), events)
-
-    async def _store(
-        self, cache_key: str | None, encoded: bytes | None, draft: AuditDraft, control: CacheControl
-    ) -> None:
-        if (
-            self.cache is not None
-            and cache_key is not None
-            and encoded is not None
-            and await self.cache.put(cache_key, encoded, draft.backend or "", control.ttl_s)
-        ):  # first attempt only
-            draft.cache = "stored"
-
-    async def _check_answer(self, ctx: GuardContext, kind: str, data: dict[str, Any]) -> None:
-        """Output rules on a whole answer (topic rules with check_output)."""
+    async def _guard_output(self, ex: Exchange, data: dict[str, Any]) -> None:
+        """Output filters (restore, redact invented PII) and output rules on a whole answer."""
+        ctx, kind = ex.guard, ex.kind
+        self.pipeline.apply_to_response(self.pipeline.output_chain(ctx), kind, data)
         for choice in data.get("choices") or []:
             msg = choice.get("message") if kind == "chat" else None
             text = (msg or {}).get("content") if kind == "chat" else choice.get("text")
@@ -474,11 +377,95 @@ class Gateway:
                     choice["text"] = refusal
                 choice["finish_reason"] = "content_filter"
 
+    # --- account ---------------------------------------------------------------------------------------
+    def _account(self, ex: Exchange, usage: dict[str, Any] | None) -> None:
+        """An answer's tokens: in the audit record, the token metrics and (in the background) the key's
+        tokens-per-minute limit. A replayed answer cost the backend nothing and is not charged."""
+        ex.usage = usage or ex.usage
+        if not usage or ex.cache == "hit":
+            return
+        model, backend = ex.model or "", ex.backend or ""
+        METRICS.tokens.labels(model, backend, "in").inc(usage.get("prompt_tokens") or 0)
+        METRICS.tokens.labels(model, backend, "out").inc(usage.get("completion_tokens") or 0)
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        if cached:
+            METRICS.tokens.labels(model, backend, "cached").inc(cached)
+        if self.limiter is not None and ex.key_id is not None:
+            self.limiter.charge(ex.key_id, usage)
+
+    def _error_event(self, exc: Exception) -> dict[str, Any]:
+        if isinstance(exc, errors.GatewayError):
+            return exc.body()
+        if isinstance(exc, BackendError):
+            kind = errors.UpstreamTimeout if exc.timeout else errors.UpstreamError
+            return kind(f"Backend failed mid-stream: {exc.reason}").body()
+        log.error("stream failed with %s", type(exc).__name__)
+        return errors.GatewayError("Internal error while streaming").body()
+
+    # --- the endpoints: the stages in order -----------------------------------------------------------
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._complete(request, "chat")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._complete(request, "completions")
+
+    async def _complete(self, request: Request, endpoint: Literal["chat", "completions"]) -> Response:
+        ex = self._exchange(request, endpoint)
+        lp = await self._admit(ex, self._authenticate(request, ex))
+        await self._parse(request, ex, endpoint, lp)
+        refusal = await self._guard_input(ex, lp)
+        if refusal is not None:
+            if ex.stream:
+                return StreamingResponse(refusal_stream(refusal), media_type="text/event-stream", headers=SSE_HEADERS)
+            return _json(refusal)
+        if ex.stream:
+            show_usage = _wants_usage(ex.body)  # a caller that did not ask for the usage chunk does not see it
+            start = await self._open_stream(ex)
+            recorder = (
+                StreamRecorder(ex.kind)
+                if ex.cache_key is not None and ex.cache == "miss" and ex.cache_control.store
+                else None
+            )
+            return StreamingResponse(
+                self._sse_body(ex, start, recorder, show_usage), media_type="text/event-stream", headers=SSE_HEADERS
+            )
+        data = await self._request_with_contract(ex)
+        self._account(ex, data.get("usage"))
+        return _json(data)
+
+    async def responses(self, request: Request) -> Response:
+        ex = self._exchange(request, "responses")
+        lp = await self._admit(ex, self._authenticate(request, ex))
+        await self._parse(request, ex, "responses", lp)
+        body = ex.responses_request or {}
+        refusal = await self._guard_input(ex, lp)
+        if refusal is not None:
+            if ex.stream:
+                return StreamingResponse(
+                    responses_api.stream_events(chunks_of(refusal), body, self._error_event),
+                    media_type="text/event-stream",
+                    headers=SSE_HEADERS,
+                )
+            return _json(responses_api.from_chat_response(refusal, body))
+        if ex.stream:
+            start = await self._open_stream(ex)
+            return StreamingResponse(
+                responses_api.stream_events(self._accounted(ex, start), body, self._stream_error(ex)),
+                media_type="text/event-stream",
+                headers=SSE_HEADERS,
+            )
+        data = await self._request_with_contract(ex)
+        self._account(ex, data.get("usage"))
+        return _json(responses_api.from_chat_response(data, body))
+
+    # --- streams: guard output and account, chunk by chunk ---------------------------------------------
     async def _events(
-        self, ctx: GuardContext, kind: str, start: Any, draft: AuditDraft, recorder: StreamRecorder | None = None
+        self, ex: Exchange, start: StreamStart, recorder: StreamRecorder | None = None
     ) -> AsyncIterator[dict[str, Any]]:
+        ctx, kind = ex.guard, ex.kind
+
         async def raw() -> AsyncIterator[dict[str, Any]]:
-            parts = draft.answer_parts
+            parts = ex.answer_parts
             ev = start.first
             while True:
                 for choice in ev.get("choices") or []:  # the model's (placeholder) text, for the audit record
@@ -502,63 +489,42 @@ class Gateway:
             await start.events.aclose()
 
     async def _accounted(
-        self,
-        ctx: GuardContext,
-        kind: str,
-        model: str,
-        start: Any,
-        draft: AuditDraft,
-        checker: ContractChecker | None = None,
-        recorder: StreamRecorder | None = None,
-        cache_key: str | None = None,
-        control: CacheControl = CacheControl(),
+        self, ex: Exchange, start: StreamStart, recorder: StreamRecorder | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """A stream's events (caller's view), accounted as every stream is, whatever its endpoint:
         time to first token and usage in the audit record, token metrics and the tokens-per-minute
         charge, end-of-stream checks (schema contract, output topic rules), the next turn's prewarm
         and the response cache."""
+        ctx, kind = ex.guard, ex.kind
         shown: list[str] = []  # what the caller saw: for end-of-stream checks and the next turn
-        end_checks = checker is not None or self.pipeline.checks_answers(ctx)
+        end_checks = ex.contract is not None or self.pipeline.checks_answers(ctx)
         keep = kind == "chat" and bool(self.pipeline)
-        async for ev in self._events(ctx, kind, start, draft, recorder):
+        async for ev in self._events(ex, start, recorder):
             if keep or end_checks:
                 for choice in ev.get("choices") or []:
                     if (piece := _first_piece(kind, choice)) is not None:
                         shown.append(piece)
-            if draft.ttft_ms is None:
-                draft.ttft_ms = (time.perf_counter() - draft.t0) * 1000
+            if ex.ttft_ms is None:
+                ex.ttft_ms = (time.perf_counter() - ex.t0) * 1000
             if ev.get("usage"):
-                draft.usage = ev["usage"]
-                if draft.cache != "hit":
-                    self._count_tokens(model, start.result.backend.id, ev["usage"])
-                    self._charge(ctx, ev["usage"])
+                self._account(ex, ev["usage"])
             if end_checks:
-                await self._stream_end_checks(ctx, ev, shown, draft, checker)
+                await self._stream_end_checks(ex, ev, shown)
             yield ev
         if keep:
             self.pipeline.answered(ctx, ["".join(shown)])
         if (
             recorder is not None
-            and (draft.schema is None or draft.schema["valid"])
-            and (whole := recorder.completion("".join(draft.answer_parts))) is not None
+            and (ex.schema is None or ex.schema["valid"])
+            and (whole := recorder.completion("".join(ex.answer_parts))) is not None
         ):
-            await self._store(cache_key, orjson.dumps(whole), draft, control)
+            await self._store(ex, orjson.dumps(whole))
 
     async def _sse_body(
-        self,
-        ctx: GuardContext,
-        kind: str,
-        model: str,
-        start: Any,
-        draft: AuditDraft,
-        checker: ContractChecker | None = None,
-        recorder: StreamRecorder | None = None,
-        cache_key: str | None = None,
-        control: CacheControl = CacheControl(),
-        show_usage: bool = True,
+        self, ex: Exchange, start: StreamStart, recorder: StreamRecorder | None, show_usage: bool
     ) -> AsyncIterator[bytes]:
         try:
-            async for ev in self._accounted(ctx, kind, model, start, draft, checker, recorder, cache_key, control):
+            async for ev in self._accounted(ex, start, recorder):
                 if ev.get("usage") and not show_usage:
                     if not ev.get("choices"):
                         continue  # the usage-only last chunk
@@ -567,28 +533,22 @@ class Gateway:
             yield b"data: [DONE]\n\n"
         except (BackendError, errors.GatewayError) as exc:
             body = self._error_event(exc)
-            draft.error_code = body["error"].get("code")
+            ex.error_code = body["error"].get("code")
             yield _sse(body)
 
-    def _stream_error(self, draft: AuditDraft) -> Callable[[Exception], dict[str, Any]]:
+    def _stream_error(self, ex: Exchange) -> Callable[[Exception], dict[str, Any]]:
         """Maps a failure inside a Responses stream to its error payload, and notes it for the audit."""
 
         def on_error(exc: Exception) -> dict[str, Any]:
             body = self._error_event(exc)
-            draft.error_code = body["error"].get("code")
+            ex.error_code = body["error"].get("code")
             return body
 
         return on_error
 
-    async def _stream_end_checks(
-        self,
-        ctx: GuardContext,
-        ev: dict[str, Any],
-        shown: list[str],
-        draft: AuditDraft,
-        checker: ContractChecker | None,
-    ) -> None:
+    async def _stream_end_checks(self, ex: Exchange, ev: dict[str, Any], shown: list[str]) -> None:
         """Streams cannot be taken back: rules on the whole answer are reported in the final chunk."""
+        ctx, checker = ex.guard, ex.contract
         for choice in ev.get("choices") or []:
             if choice.get("index", 0) != 0 or not choice.get("finish_reason"):
                 continue
@@ -601,69 +561,16 @@ class Gateway:
                     "valid": not violations,
                     "violations": [str(v) for v in violations],
                 }
-                draft.schema = {"valid": not violations, "attempts": 1, "violations": note["schema"]["violations"]}
+                ex.schema = {"valid": not violations, "attempts": 1, "violations": note["schema"]["violations"]}
                 if violations:
                     mode = checker.contract.mode
-                    ctx.decisions.append(
-                        Decision(
-                            "schema",
-                            f"schema.{checker.contract.name}",
-                            "block" if mode == "enforce" else "monitor",
-                            1.0,
-                            mode,
-                            {},
-                        )
-                    )
+                    action = "block" if mode == "enforce" else "monitor"
+                    ctx.decisions.append(Decision("schema", f"schema.{checker.contract.name}", action, 1.0, mode, {}))
             if not (await self.pipeline.check_answer(ctx, text)).allowed:
                 choice["finish_reason"] = "content_filter"
                 note["topic"] = "refused"
             if note:
                 ev["mixguard"] = note
-
-    # --- Responses API -------------------------------------------------------------------------
-    async def responses(self, request: Request) -> Response:
-        draft = self._draft(request, "responses")
-        principal, raw, lp = await self._begin(request, draft)
-        body = validation.parse("responses", raw, lp.policy.request.unknown_fields).body
-        chat = responses_api.to_chat_body(body)
-        model = self._known_model(request, chat["model"], draft)
-        draft.stream = bool(body.get("stream"))
-        ctx = self._context(request, principal, lp)
-        try:
-            await self._guard(ctx, "chat", chat, draft)
-        except errors.PolicyRefusal as r:
-            if not r.as_completion:
-                raise
-            draft.refused = True
-            data = refusal_completion("chat", model, r.refusal, ctx.request_id)
-            if draft.stream:
-                return StreamingResponse(
-                    responses_api.stream_events(chunks_of(data), body, self._error_event),
-                    media_type="text/event-stream",
-                    headers=SSE_HEADERS,
-                )
-            return _json(responses_api.from_chat_response(data, body))
-        gate = self._gate(ctx, lp)
-        checker = self._contract(lp, "chat")
-        if checker is not None:
-            checker.prepare(chat)
-        if draft.stream:
-            chat["stream"] = True
-            chat["stream_options"] = {"include_usage": True}
-            start = await self.router.open_stream(model, "chat", chat, gate)
-            self._mark(request, start.result, draft)
-            ctx.backend = start.result.backend.id
-            events = self._accounted(ctx, "chat", model, start, draft, checker)
-            return StreamingResponse(
-                responses_api.stream_events(events, body, self._stream_error(draft)),
-                media_type="text/event-stream",
-                headers=SSE_HEADERS,
-            )
-        data = await self._request_with_contract(request, ctx, "chat", model, chat, draft, checker, gate)
-        if draft.cache != "hit":
-            self._count_tokens(model, ctx.backend or "", data.get("usage"))
-            self._charge(ctx, data.get("usage"))
-        return _json(responses_api.from_chat_response(data, body))
 
     # --- admin ---------------------------------------------------------------------------------
     async def admin_policies(self, request: Request) -> Response:
@@ -740,7 +647,9 @@ def _answer_texts(kind: str, data: dict[str, Any]) -> list[str]:
 
 def _gateway_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.GatewayError)
-    request.scope.setdefault("state", {})["error_code"] = exc.code
+    ex = request.scope.get("state", {}).get("exchange")
+    if ex is not None:
+        ex.error_code = ex.error_code or exc.code
     return Response(exc.json(), status_code=exc.status, media_type="application/json", headers=exc.headers)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import error_response_bytes
+from .exchange import Exchange
 from .metrics import METRICS
 
 log = logging.getLogger("mixguard.edge")
@@ -41,9 +42,9 @@ def request_id(given: str | None) -> tuple[str, str | None]:
 
 
 class EdgeMiddleware:
-    def __init__(self, app: Any, on_done: Callable[[dict, int], None] | None = None) -> None:
+    def __init__(self, app: Any, on_done: Callable[[Exchange, int], None] | None = None) -> None:
         self.app = app
-        self.on_done = on_done  # gets (request state, status) once the response is sent: audit
+        self.on_done = on_done  # gets (the exchange, status) once the response is sent: the record stage
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -54,11 +55,8 @@ class EdgeMiddleware:
                 given = v.decode("latin-1")
                 break
         rid, given_hash = request_id(given)
-        state = scope.setdefault("state", {})
-        state["request_id"] = rid
-        state["client_request_id_sha256"] = given_hash
-        state["backend"] = "none"
-        state["model"] = ""
+        ex = Exchange(rid, client_request_id_sha256=given_hash)
+        scope.setdefault("state", {})["exchange"] = ex
         started = False
         status = 500
         t0 = time.perf_counter()
@@ -70,8 +68,8 @@ class EdgeMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode("latin-1")))
-                headers.append((b"x-mixguard-backend", state["backend"].encode("latin-1")))
-                for k, v in state.get("extra_headers", {}).items():
+                headers.append((b"x-mixguard-backend", (ex.backend or "none").encode("latin-1")))
+                for k, v in ex.headers.items():
                     headers.append((k.encode("latin-1"), v.encode("latin-1")))
                 message = {**message, "headers": headers}
             await send(message)
@@ -96,11 +94,11 @@ class EdgeMiddleware:
         finally:
             if self.on_done is not None:
                 try:
-                    self.on_done(state, status)
+                    self.on_done(ex, status)
                 except Exception as exc:  # auditing must never break a response already sent
                     log.error("audit hook failed with %s (request %s)", type(exc).__name__, rid)
             route = ROUTES.get(scope.get("path", ""))
             if route is not None:
-                labels = (route, state["model"], state["backend"], str(status))
+                labels = (route, ex.model or "", ex.backend or "none", str(status))
                 METRICS.requests.labels(*labels).inc()
                 METRICS.latency.labels(*labels).observe(time.perf_counter() - t0)

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from ..exchange import Exchange
 from ..metrics import METRICS
 from .chain import Chain, sign_head
 
@@ -51,7 +52,7 @@ class AuditWriter:
 
     # --- hot path ------------------------------------------------------------------------------
     def submit(self, record: Any) -> None:
-        """Queue a record, or a draft whose `finish()` builds it later, off the request's path."""
+        """Queue a record, or an Exchange whose `finish()` builds it later, off the request's path."""
         self._queue.append(record)
         if not self._wake.is_set():
             self._wake.set()
@@ -82,7 +83,7 @@ class AuditWriter:
         for _ in range(min(n, len(self._queue))):
             item = self._queue.popleft()
             try:
-                out.append(item.finish() if hasattr(item, "finish") else item)
+                out.append(item.finish() if isinstance(item, Exchange) else item)
             except Exception as exc:  # a record that cannot be built is reported, never silently lost
                 METRICS.audit_records.labels("lost").inc()
                 log.critical("AUDIT RECORD LOST: could not build a record (%s)", type(exc).__name__)

@@ -1,7 +1,8 @@
-"""What one audit record holds, gathered while the request runs and frozen when it ends.
+"""The typed object one request carries through the gateway's stages (see `Exchange`), and the
+audit record it becomes.
 
-Only masked text ever gets here: the prompt is taken after the PII guardrail rewrote the body
-(and not at all when a request was refused before masking), and the answer is the model's
+Only masked text ever gets into a record: the prompt is taken after the PII guardrail rewrote the
+body (and not at all when a request was refused before masking), and the answer is the model's
 (placeholder) text with invented identifiers redacted. Values never; entity counts only.
 """
 
@@ -14,6 +15,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from guardrails.base import GuardContext
+from guardrails.schema_contract import ContractChecker
+from policies.loader import LoadedPolicy
+
+from .auth import Principal
+from .response_cache import CacheControl
 
 POLICY_CODES = {"content_policy_violation", "pii_blocked", "topic_blocked", "residency_refused"}
 
@@ -29,9 +35,30 @@ def _outcome(status: int, code: str | None, refused: bool) -> str:
 
 
 @dataclass
-class AuditDraft:
+class Exchange:
+    """One request through the gateway, from the edge to its audit record.
+
+    The edge creates it (request id) and reads it back (headers, metric labels, status); the routes
+    fill it stage by stage: authenticate (principal) -> admit (policy, rate limit) -> parse (body,
+    model) -> guard input (decisions, masked prompt) -> route (backend, attempts, cache) -> guard
+    output (answer) -> account (usage, timings) -> record (the audit record, built by `finish()` off
+    the request's path). Only configured names and masked text are ever stored here.
+    """
+
     request_id: str
-    endpoint: str
+    endpoint: str = ""
+    audited: bool = False  # an API route: the record stage writes its audit record
+    headers: dict[str, str] = field(default_factory=dict)  # added to the response by the edge
+    # authenticate / admit / parse
+    principal: Principal | None = None
+    policy_loaded: LoadedPolicy | None = None
+    kind: str = "chat"  # the shape the backend gets: chat or completions (responses run as chat)
+    body: dict[str, Any] = field(default_factory=dict)  # parsed; masked once the input guard ran
+    responses_request: dict[str, Any] | None = None  # a parsed Responses body (`body` is its chat form)
+    cache_control: CacheControl = field(default_factory=CacheControl)
+    cache_key: str | None = None  # of the masked body, when the response cache is on
+    contract: ContractChecker | None = None  # the policy's schema contract, when it applies
+    gate: Any = None  # residency: what a hosted deployment may receive (see proxy/residency.py)
     client_request_id_sha256: str | None = None  # the client's x-request-id, when it did not look like an id
     ts: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.perf_counter)
@@ -41,7 +68,7 @@ class AuditDraft:
     policy_version: str | None = None
     content: str = "truncated"
     truncate_chars: int = 500
-    model: str | None = None
+    model: str | None = None  # a configured model group (never a client string)
     stream: bool = False
     ctx: GuardContext | None = None
     guard_ms: float | None = None
@@ -49,7 +76,7 @@ class AuditDraft:
     prompt: str | None = None
     answer_parts: list[str] = field(default_factory=list)
     usage: dict[str, Any] | None = None
-    backend: str | None = None
+    backend: str | None = None  # the deployment that answered (or "none")
     fallback_reason: str | None = None
     attempts: list[dict[str, str]] = field(default_factory=list)
     error_code: str | None = None
@@ -66,6 +93,12 @@ class AuditDraft:
         if self.content == "truncated" and len(text) > self.truncate_chars:
             return text[: self.truncate_chars] + f"…[+{len(text) - self.truncate_chars} chars]"
         return text
+
+    @property
+    def guard(self) -> GuardContext:
+        """The guardrails' view of this request (set by the parse stage)."""
+        assert self.ctx is not None, "the parse stage sets the guard context"
+        return self.ctx
 
     def finish(self) -> dict[str, Any]:
         """The record; called by the audit writer's task, after the response was sent."""
