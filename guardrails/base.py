@@ -116,6 +116,17 @@ class Guardrail:
         """Judge a whole answer, as the caller sees it."""
         return ALLOW
 
+    def routes_checked(self, ctx: GuardContext) -> bool:
+        """Whether scan_route has anything to decide for this request."""
+        return False
+
+    def scan_route(
+        self, ctx: GuardContext, backend_id: str, hosted: bool, body: dict[str, Any]
+    ) -> tuple[Verdict, dict[str, Any]]:
+        """What one deployment may receive of the masked body, just before it is called: a verdict,
+        and the body to send (the same, or a rewritten copy)."""
+        return ALLOW, body
+
     def answered(self, ctx: GuardContext, texts: list[str]) -> None:
         """The caller got these answers (they come back as history in the next turn)."""
 

@@ -93,6 +93,20 @@ class Pipeline:
                 return verdict
         return ALLOW
 
+    def checks_routes(self, ctx: GuardContext) -> bool:
+        return any(g.routes_checked(ctx) for g in self.guardrails)
+
+    def check_route(
+        self, ctx: GuardContext, backend_id: str, hosted: bool, body: dict[str, Any]
+    ) -> tuple[Verdict, dict[str, Any]]:
+        """Every guardrail's route stage for one deployment: the first verdict that is not allow, or
+        the body to send."""
+        for g in self.guardrails:
+            verdict, body = g.scan_route(ctx, backend_id, hosted, body)
+            if not verdict.allowed:
+                return verdict, body
+        return ALLOW, body
+
     def answered(self, ctx: GuardContext, texts: list[str]) -> None:
         """The caller got these answers (as it will send them back in the next turn's history)."""
         for g in self.guardrails:

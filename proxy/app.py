@@ -42,7 +42,7 @@ from .metrics import METRICS
 from .rate_limit import RateLimiter
 from .redis_store import RedisHandle
 from .refusals import chunks_of, refusal_completion, refusal_stream
-from .residency import residency_gate
+from .residency import route_gate
 from .response_cache import CacheControl, CachedBackend, ResponseCache, StreamRecorder, cacheable, replay, replayable
 from .routing import Router, RouteResult, StreamStart
 from .settings import GatewayConfig
@@ -244,7 +244,7 @@ class Gateway:
         ex.contract = self._contract(lp, ex.kind)
         if ex.contract is not None:
             ex.contract.prepare(ex.body)
-        ex.gate = residency_gate(ctx, lp, self.hosted)
+        ex.gate = route_gate(self.pipeline, ctx, self.hosted)
         if self.cache is not None:
             ex.cache_key = self.cache.key(ctx.key_id, ex.policy_version or "", ex.kind, ex.body)
         return None

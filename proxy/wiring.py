@@ -22,6 +22,7 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
     ms = config.mixguard
     steps: list = []
 
+    from guardrails.residency import ResidencyGuardrail
     from guardrails.topics.guardrail import TopicGuardrail
 
     def encoder():
@@ -30,6 +31,7 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
         return shared_embedder(ms.embedding_model_dir, ms.embedding_backend, ms.embedding_model).encode
 
     steps.append(TopicGuardrail(store, encoder))
+    steps.append(ResidencyGuardrail(store))
     if ms.pii.enabled:
         from guardrails.pii.analyzer import PiiAnalyzer, engine_from_spec
         from guardrails.pii.engine import DEFAULT_RECOGNIZERS
