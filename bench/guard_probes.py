@@ -24,12 +24,12 @@ import test_guard_bypass as probes
 def main() -> None:
     redis = RedisProc().start()
     sglang, legit, attacker = Standin(), Standin(), Standin()
-    fb = {
-        "id": "mistral-hosted",
-        "params": {"model": "mistral/open-mixtral-8x7b", "api_base": f"{legit.url}/v1", "api_key": "provider-key"},
-    }
-    gw = Gateway(
-        gateway_config({"model": "openai/mixtral", "api_base": f"{sglang.url}/v1"}, fallbacks=[fb], redis_url=redis.url)
+    fb = {"id": "hosted", "params": {"model": "openai/mixtral-8x7b", "api_key": "provider-key"}}
+    gw = Gateway(  # the provider's address from the environment: litellm would let a body override it
+        gateway_config(
+            {"model": "openai/mixtral", "api_base": f"{sglang.url}/v1"}, fallbacks=[fb], redis_url=redis.url
+        ),
+        env={"OPENAI_BASE_URL": f"{legit.url}/v1"},
     )
     raw_at_backend = server_errors = sent = 0
     try:

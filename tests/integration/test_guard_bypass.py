@@ -31,7 +31,7 @@ def sglang():
 
 @pytest.fixture(scope="module")
 def legit():
-    """The hosted provider the config names (reached through litellm's mistral/ provider)."""
+    """The hosted provider the config names (reached through litellm, its address from OPENAI_BASE_URL)."""
     s = Standin()
     yield s
     s.stop()
@@ -47,18 +47,14 @@ def attacker():
 
 @pytest.fixture(scope="module")
 def gw(sglang, legit, redis_server):
-    fb = {
-        "id": "mistral-hosted",
-        "params": {
-            "model": "mistral/open-mixtral-8x7b",
-            "api_base": f"{legit.url}/v1",
-            "api_key": "provider-secret-key",
-        },
-    }
+    # The provider's address comes from the environment, as operators often set it: litellm lets a
+    # body's api_base override that (not one given in litellm_params), so this is where SSRF showed.
+    fb = {"id": "hosted", "params": {"model": "openai/mixtral-8x7b", "api_key": "provider-secret-key"}}
     g = Gateway(
         gateway_config(
             {"model": "openai/mixtral", "api_base": f"{sglang.url}/v1"}, fallbacks=[fb], redis_url=redis_server.url
-        )
+        ),
+        env={"OPENAI_BASE_URL": f"{legit.url}/v1"},
     )
     yield g
     g.stop()
