@@ -51,11 +51,13 @@ class Pipeline:
         """Run every guardrail on the request; the first verdict that is not allow wins. Read-only
         ones (topics) run concurrently with the rewriting ones (PII), so a request pays the slower of
         the two, not their sum; they read the body before their first await, i.e. before any
-        rewrite. Once one refuses, the other checks are cancelled."""
-        readers = [g for g in self.guardrails if g.read_only]
-        writers = [g for g in self.guardrails if not g.read_only]
+        rewrite. The verdict is the first refusal in guardrail order (a refusal waits only for the
+        checks before it); the checks after it are cancelled."""
+        scanning = [g for g in self.guardrails if type(g).scan_input is not Guardrail.scan_input]
+        readers = [g for g in scanning if g.read_only]
+        writers = [g for g in scanning if not g.read_only]
         if not readers or not writers:
-            for g in self.guardrails:
+            for g in scanning:
                 verdict = await g.scan_input(ctx, kind, body)
                 if not verdict.allowed:
                     return verdict
@@ -74,9 +76,13 @@ class Pipeline:
         pending = set(tasks)
         try:
             while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for t in tasks:  # in guardrail order: the same verdict wins whatever finishes first
-                    if t in done and (t.exception() is not None or not t.result().allowed):
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                # In guardrail order, so the same verdict wins whatever finishes first: the first
+                # check that refused and has no unfinished check before it; later ones are cancelled.
+                for t in tasks:
+                    if not t.done():
+                        break
+                    if t.exception() is not None or not t.result().allowed:
                         return t.result()
             return ALLOW
         finally:

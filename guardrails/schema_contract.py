@@ -15,6 +15,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from policies.models import SchemaContract
+from policies.store import PolicyStore
+
+from .base import ALLOW, GuardContext, Guardrail, Verdict
 
 
 @dataclass(frozen=True)
@@ -78,3 +81,35 @@ class ContractChecker:
             + listed
             + ". Answer again with only a JSON value that matches the schema."
         )
+
+
+class ContractGuardrail(Guardrail):
+    """The policy's schema contract as a guardrail: its input stage asks the backend for
+    schema-constrained output; `checker()` gives the edge what it validates answers with, since a
+    violation there may mean calling the backend again (a re-ask), which only the edge can do."""
+
+    name = "schema"
+
+    def __init__(self, store: PolicyStore) -> None:
+        self.store = store
+        self._checkers: dict[tuple[str, str], ContractChecker] = {}
+
+    def checker(self, ctx: GuardContext, kind: str) -> ContractChecker | None:
+        """The contract that applies to this request's answers (chat only), compiled once per version."""
+        lp = self.store.get(ctx.policy)
+        if lp.policy.contract is None or kind != "chat":
+            return None
+        key = (lp.policy.name, lp.version)
+        c = self._checkers.get(key)
+        if c is None:
+            c = self._checkers[key] = ContractChecker(lp.policy.contract)
+        return c
+
+    def wants_output_scan(self, ctx: GuardContext) -> bool:
+        return False  # answers are validated by the edge, which may re-ask
+
+    async def scan_input(self, ctx: GuardContext, kind: str, body: dict[str, Any]) -> Verdict:
+        checker = self.checker(ctx, kind)
+        if checker is not None:
+            checker.prepare(body)
+        return ALLOW

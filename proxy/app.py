@@ -27,7 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from guardrails.base import ALLOW, Decision, GuardContext
 from guardrails.pipeline import Pipeline
 from guardrails.request_shapes import Endpoint, conversation_text
-from guardrails.schema_contract import ContractChecker
+from guardrails.schema_contract import ContractGuardrail
 from policies.loader import LoadedPolicy
 from policies.store import PolicyStore
 
@@ -99,7 +99,10 @@ class Gateway:
             if rc.enabled
             else None
         )
-        self._contracts: dict[tuple[str, str], ContractChecker] = {}
+        # The schema contract is a guardrail (its input stage asks for constrained output); the edge
+        # keeps a handle on it to validate answers, since a violation may mean a re-ask.
+        self.contracts = ContractGuardrail(self.policies)
+        self.pipeline.guardrails.append(self.contracts)
         self._tasks: list[asyncio.Task] = []
         for k in ms.api_keys:
             if k.policy not in self.policies.policies:
@@ -241,22 +244,11 @@ class Gateway:
         if ctx.pii_checked:  # only masked text is ever recorded
             ex.prompt = conversation_text(ex.kind, ex.body)  # type: ignore[arg-type]
             ex.redact_answer = self.pipeline.audit_redactor(ctx)
-        ex.contract = self._contract(lp, ex.kind)
-        if ex.contract is not None:
-            ex.contract.prepare(ex.body)
+        ex.contract = self.contracts.checker(ctx, ex.kind)
         ex.gate = route_gate(self.pipeline, ctx, self.hosted)
         if self.cache is not None:
             ex.cache_key = self.cache.key(ctx.key_id, ex.policy_version or "", ex.kind, ex.body)
         return None
-
-    def _contract(self, lp: LoadedPolicy, kind: str) -> ContractChecker | None:
-        if lp.policy.contract is None or kind != "chat":
-            return None
-        key = (lp.policy.name, lp.version)
-        c = self._contracts.get(key)
-        if c is None:
-            c = self._contracts[key] = ContractChecker(lp.policy.contract)
-        return c
 
     # --- route ---------------------------------------------------------------------------------------
     def _routed(self, ex: Exchange, result: RouteResult) -> None:
