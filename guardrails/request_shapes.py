@@ -506,7 +506,7 @@ R_FORMAT = union(
 RESPONSES: dict[str, Check] = {
     "model": string,
     "stream": boolean,
-    "input": either(string, array(R_ITEM), "must be a string or an array of items"),
+    "input": either(string, array(R_ITEM, 1), "must be a string or a non-empty array of items"),
     "instructions": nullable(string),
     "tools": nullable(array(R_TOOL)),
     "tool_choice": nullable(

@@ -433,6 +433,7 @@ BAD_RESPONSES = [
     ({"model": "mixtral", "input": "hi", "text": "x"}, "text"),
     ({"model": "mixtral", "input": [{"type": "reasoning"}]}, "input[0].type"),
     ({"model": "mixtral", "input": 5}, "input"),
+    ({"model": "mixtral", "input": []}, "input"),  # was a 502 (the backend got no messages): found by the fuzz suite
     ({"model": "mixtral", "input": "hi", "previous_response_id": "resp_1"}, "previous_response_id"),
 ]
 
