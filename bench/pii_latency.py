@@ -57,6 +57,7 @@ async def main() -> None:
     import redis.asyncio as aioredis
 
     from guardrails.base import GuardContext
+    from guardrails.pii_guardrail import PiiGuardrail
     from policies.store import PolicyStore
     from proxy.settings import parse_config
     from proxy.wiring import build_pipeline
@@ -72,8 +73,7 @@ async def main() -> None:
         pipe = build_pipeline(cfg, PolicyStore(cfg.mixguard.policies_dir))
         build_s = time.perf_counter() - t0
         client = aioredis.from_url(redis.url)
-        for g in pipe.guardrails:
-            getattr(g, "bind_redis", lambda _: None)(client)
+        pipe.bind_redis(client)
         rng = random.Random(7)
         print(
             f"# bench/pii_latency.py  {time.strftime('%Y-%m-%d')}  {machine()}  runs={args.runs}  (engine build {build_s:.1f} s)"
@@ -86,8 +86,8 @@ async def main() -> None:
             await pipe.check_input(ctx, "chat", body)
             return (time.perf_counter() - t) * 1000
 
-        for g in pipe.guardrails:  # long texts go to worker processes: let them load spaCy first
-            getattr(getattr(g, "analyzer", None), "wait_warm", lambda: None)()
+        pii = next(g for g in pipe.guardrails if isinstance(g, PiiGuardrail))
+        pii.analyzer.wait_warm()  # long texts go to worker processes: let them load spaCy first
         await once([{"role": "user", "content": text_of(500, rng)}])  # warm-up
         for _ in range(3):
             await once([{"role": "user", "content": text_of(16000, rng)}])
@@ -99,7 +99,6 @@ async def main() -> None:
                 + (f"  runs: {', '.join(f'{x:.0f}' for x in lat)}" if n == 16000 else "")
             )
 
-        pii = next(g for g in pipe.guardrails if hasattr(g, "prewarm"))
         for prewarm in (False, True):
             turns: list[list[float]] = []
             for _rep in range(3):
@@ -112,7 +111,7 @@ async def main() -> None:
                     conv.append({"role": "assistant", "content": answer})
                     if prewarm:  # what the gateway does after responding, off the request's path
                         ctx = GuardContext("bench", "bench", "default", "r")
-                        pii.prewarm(ctx, [answer])
+                        pii.answered(ctx, [answer])
                         await asyncio.gather(*list(pii._background))
                 turns.append(per)
             t1 = sorted(p[0] for p in turns)[1]
@@ -142,8 +141,7 @@ async def main() -> None:
             f"max lag {max(lags):.1f} ms, p99 lag {pct(lags, 99):.1f} ms"
         )
         await client.aclose()
-        for g in pipe.guardrails:
-            getattr(g, "close", lambda: None)()
+        pipe.close()
     finally:
         redis.stop()
 
