@@ -159,6 +159,8 @@ class Standin:
         self.last_request = body
         if chat and not isinstance(body.get("messages"), list):
             return _error("messages: Field required", 400, "BadRequestError")
+        if chat and not body["messages"]:  # SGLang's request model refuses it too (it has no last message)
+            return _error("messages: List should have at least 1 item", 400, "BadRequestError")
         if not chat and "prompt" not in body:
             return _error("prompt: Field required", 400, "BadRequestError")
         cfg = self.config
