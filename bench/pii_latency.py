@@ -70,7 +70,7 @@ async def main() -> None:
             f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n"
             + (f"  pii: {{spacy_model: '{args.spacy_model}'}}\n" if args.spacy_model else "")
         )
-        pipe = build_pipeline(cfg, PolicyStore(cfg.mixguard.policies_dir))
+        pipe = build_pipeline(cfg, PolicyStore(cfg.mixguard.policies_path()))
         build_s = time.perf_counter() - t0
         client = aioredis.from_url(redis.url)
         pipe.bind_redis(client)

@@ -12,6 +12,12 @@ from pydantic import ValidationError
 
 from .models import Policy
 
+#: A policy file is a few KB (the support policy with 1,000 examples is about 120 KB).
+MAX_POLICY_BYTES = 2 * 1024 * 1024
+#: YAML aliases expand on load: a few hundred bytes of nested aliases make gigabytes ("billion
+#: laughs"). Policies have no use for many of them.
+MAX_ALIASES = 32
+
 
 class PolicyError(Exception):
     pass
@@ -39,12 +45,28 @@ def _line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
     return line
 
 
+def _check_aliases(path: Path, text: str) -> None:
+    """Refuse a file with more aliases than MAX_ALIASES before anything expands them (parsing events
+    is linear in the text)."""
+    count = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            count += 1
+            if count > MAX_ALIASES:
+                line = event.start_mark.line + 1 if event.start_mark else 1
+                raise PolicyError(f"{path}:{line}: more than {MAX_ALIASES} YAML aliases: refused (alias expansion)")
+
+
 def load_policy_file(path: Path) -> LoadedPolicy:
     try:
+        size = path.stat().st_size
+        if size > MAX_POLICY_BYTES:
+            raise PolicyError(f"{path}:1: {size} bytes: a policy file may hold at most {MAX_POLICY_BYTES}")
         text = path.read_text()
     except OSError as exc:
         raise PolicyError(f"{path}:1: cannot read: {exc.strerror}") from None
     try:
+        _check_aliases(path, text)
         root = yaml.compose(text)
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

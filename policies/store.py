@@ -2,14 +2,17 @@
 
 A reload reads every file again. A file that fails validation keeps its last good version active
 and its error is reported (by `GET /admin/policies` and in the log), so a bad edit never opens a
-hole and never takes the gateway down.
+hole and never takes the gateway down. Mistakes that would change which policy applies are refused
+as a whole (the last good set stays active): a policy name defined in two files (one could shadow
+the other, `default` included), a directory that vanished or holds no policy, and a reload that
+removes a policy an API key names. At start the same mistakes stop the gateway.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +35,11 @@ class ReloadReport:
 
 
 class PolicyStore:
-    def __init__(self, directory: str | Path, strict: bool = True) -> None:
-        """Load every `*.yaml` in `directory`; with `strict`, an invalid file raises PolicyError."""
+    def __init__(self, directory: str | Path, strict: bool = True, required: Iterable[str] = ()) -> None:
+        """Load every `*.yaml` in `directory`; with `strict`, an invalid file raises PolicyError.
+        `required`: policy names that must exist (those API keys name), now and after every reload."""
         self.directory = Path(directory)
+        self.required = sorted(set(required) - {"default"})
         self.policies: dict[str, LoadedPolicy] = {}
         self.errors: dict[str, str] = {}
         self._by_file: dict[str, LoadedPolicy] = {}
@@ -82,12 +87,15 @@ class PolicyStore:
                 (report.unchanged if old and old.version == lp.version else report.loaded).append(lp.policy.name)
                 by_file[p.name] = lp
             report.removed = [lp.policy.name for f, lp in self._by_file.items() if f not in by_file]
-            policies: dict[str, LoadedPolicy] = {}
-            for f, lp in by_file.items():
-                if lp.policy.name in policies:
-                    report.errors[f] = f"{f}: name: policy '{lp.policy.name}' is defined twice"
-                    continue
-                policies[lp.policy.name] = lp
+            refused = self._refusal(by_file)
+            if refused:  # the whole reload: the last good set stays active
+                report.errors.update(refused)
+                report.loaded, report.unchanged, report.removed = [], [], []
+                self.errors, self._stamp = report.errors, stamp  # retried when the files change again
+                for msg in refused.values():
+                    log.error("policy reload refused, the last good set stays active: %s", msg)
+                return report
+            policies = {lp.policy.name: lp for lp in by_file.values()}
             policies.setdefault("default", builtin_default())
             self.policies, self._by_file, self._stamp, self.errors = policies, by_file, stamp, report.errors
         for msg in report.errors.values():
@@ -97,6 +105,28 @@ class PolicyStore:
             for fn in self.listeners:
                 fn(self.policies)
         return report
+
+    def _refusal(self, by_file: dict[str, LoadedPolicy]) -> dict[str, str]:
+        """Why this set of files may not become active (file -> message), or nothing."""
+        if not self.directory.is_dir():
+            return {str(self.directory): f"{self.directory}: policies_dir does not exist"}
+        if not by_file:
+            return {str(self.directory): f"{self.directory}: policies_dir holds no valid policy file (*.yaml)"}
+        files: dict[str, list[str]] = {}
+        for f, lp in sorted(by_file.items()):
+            files.setdefault(lp.policy.name, []).append(f)
+        out = {}
+        for name, fs in files.items():
+            if len(fs) > 1:
+                for f in fs:
+                    out[f] = f"{f}: name: policy '{name}' is defined in {' and '.join(fs)}: reload refused"
+        missing = [n for n in self.required if n not in files]
+        if missing:
+            out[str(self.directory)] = (
+                f"{self.directory}: polic{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)} named by an "
+                "API key would not exist: reload refused"
+            )
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {

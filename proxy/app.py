@@ -28,7 +28,7 @@ from guardrails.base import ALLOW, Decision, GuardContext
 from guardrails.pipeline import Pipeline
 from guardrails.request_shapes import Endpoint, conversation_text
 from guardrails.schema_contract import ContractGuardrail
-from policies.loader import LoadedPolicy
+from policies.loader import LoadedPolicy, PolicyError
 from policies.store import PolicyStore
 
 from . import errors, responses_api, validation
@@ -72,7 +72,9 @@ class Gateway:
         self.router = Router(config)
         self.redis = RedisHandle(ms.redis_url, ms.redis_prefix)
         self.pipeline = pipeline if pipeline is not None else Pipeline()
-        self.policies = policies if policies is not None else PolicyStore(ms.policies_dir)
+        self.policies = (
+            policies if policies is not None else PolicyStore(ms.policies_path(), required=ms.required_policies())
+        )
         self.hosted = {d.backend_id for d in config.model_list if d.hosted}
         self.started_at = int(time.time())
         self.max_body = ms.max_body_bytes
@@ -104,11 +106,9 @@ class Gateway:
         self.contracts = ContractGuardrail(self.policies)
         self.pipeline.guardrails.append(self.contracts)
         self._tasks: list[asyncio.Task] = []
-        for k in ms.api_keys:
-            if k.policy not in self.policies.policies:
-                log.warning(
-                    "api key %s names policy '%s', which does not exist: 'default' applies", k.id or k.app, k.policy
-                )
+        missing = sorted({k.policy for k in ms.api_keys} - set(self.policies.policies))
+        if missing:  # a key must never fall back to another policy silently
+            raise PolicyError(f"API keys name policies that do not exist: {', '.join(missing)}")
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:

@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="run the gateway")
     s.add_argument("--config", required=True, help="config file (LiteLLM format + mixguard: section)")
-    s.add_argument("--host", default="0.0.0.0")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     s.add_argument("--port", type=int, default=4000)
     s.add_argument("--access-log", action="store_true", help="log one line per request (method, path, status)")
     s.set_defaults(func=_serve)

@@ -177,7 +177,11 @@ class ResponseCacheSettings(_Strict):
 class MixguardSettings(_Strict):
     redis_url: str | None = Field(default=None, description="redis://host:port/db; unset starts an embedded server")
     redis_prefix: str = "mixguard:"
-    policies_dir: str = "policies"
+    policies_dir: str | None = Field(
+        default=None,
+        description="directory of policy files; unset: the policies shipped with mixguard; a relative path is "
+        "resolved against the config file's directory",
+    )
     api_keys: list[ApiKey] = Field(default_factory=list)
     admin_key: str | None = None
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
@@ -199,6 +203,18 @@ class MixguardSettings(_Strict):
         default="auto",
         description="onnx: int8 onnxruntime (fast); numpy: fp32, no extra dependency; auto: onnx when installed",
     )
+
+    def policies_path(self) -> Path:
+        """Where the policies are: policies_dir, or the ones shipped with mixguard."""
+        if self.policies_dir:
+            return Path(self.policies_dir).expanduser()
+        import policies
+
+        return Path(policies.__file__).resolve().parent
+
+    def required_policies(self) -> list[str]:
+        """Policy names the API keys name: each must exist, at start and after every reload."""
+        return sorted({k.policy for k in self.api_keys})
 
 
 class GatewayConfig(_Strict):
@@ -288,4 +304,8 @@ def load_config(path: str | Path) -> GatewayConfig:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from None
-    return parse_config(text, str(p))
+    cfg = parse_config(text, str(p))
+    d = cfg.mixguard.policies_dir
+    if d is not None and not Path(d).expanduser().is_absolute():  # not the working directory's
+        cfg.mixguard.policies_dir = str((p.parent / d).resolve())
+    return cfg

@@ -76,5 +76,5 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
 
 
 def build_app(config: GatewayConfig) -> FastAPI:
-    store = PolicyStore(config.mixguard.policies_dir)
+    store = PolicyStore(config.mixguard.policies_path(), required=config.mixguard.required_policies())
     return create_app(config, build_pipeline(config, store), store)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,10 +137,19 @@ class Gateway(Proc):
     KEY = "sk-test-app-key"
     ADMIN = "sk-test-admin"
 
-    def __init__(self, config: dict[str, Any], env: dict[str, str] | None = None, wait_ready: bool = False) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        env: dict[str, str] | None = None,
+        wait_ready: bool = False,
+        before_start: Callable[[Path], None] | None = None,
+    ) -> None:
+        """`before_start` gets the config file's directory (e.g. to put policies beside it)."""
         self.port = free_port()
         self.config_path = Path(tempfile.mkdtemp(prefix="mg-cfg-")) / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
+        if before_start is not None:
+            before_start(self.config_path.parent)
         super().__init__(
             ["serve", "--config", str(self.config_path), "--host", "127.0.0.1", "--port", str(self.port)], env
         )

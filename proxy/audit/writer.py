@@ -137,8 +137,11 @@ class AuditWriter:
 
     def _spool(self, batch: list[dict[str, Any]]) -> None:
         try:
-            self.spool_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.spool_path, "ab") as f:
+            self.spool_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # owner only: masked prompts and answers are still what a reviewer is trusted with
+            fd = os.open(self.spool_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.fchmod(fd, 0o600)  # a file left by an older version may be wider
+            with os.fdopen(fd, "ab") as f:
                 f.write(b"".join(orjson.dumps(r) + b"\n" for r in batch))
                 f.flush()
                 os.fsync(f.fileno())
