@@ -70,7 +70,7 @@ class Gateway:
         ms = config.mixguard
         self.keys = KeyStore(ms.api_keys, ms.admin_key)
         self.router = Router(config)
-        self.redis = RedisHandle(ms.redis_url, ms.redis_prefix)
+        self.redis = RedisHandle(ms.redis_url, ms.redis_prefix, config._source)
         self.pipeline = pipeline if pipeline is not None else Pipeline()
         self.policies = (
             policies if policies is not None else PolicyStore(ms.policies_path(), required=ms.required_policies())

@@ -211,7 +211,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # every CLI error is one clear line, never a traceback
+        print(f"mixguard: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: Exception) -> str:
+    import redis
+
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return f"cannot reach Redis ({type(exc).__name__}): is the gateway's Redis running? (--redis-url, --config)"
+    if isinstance(exc, redis.exceptions.RedisError):
+        return f"Redis refused the command ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 if __name__ == "__main__":

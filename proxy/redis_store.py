@@ -6,6 +6,7 @@ machine with nothing else installed. It keeps nothing on disk and stops with the
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 
@@ -17,20 +18,31 @@ log = logging.getLogger("mixguard.redis")
 EMBEDDED_URL_FILE = "~/.local/state/mixguard/embedded-redis.url"
 
 
-def _note_embedded_url(url: str) -> None:
+def embedded_url_file(config_source: str | None) -> str:
+    """Where a gateway started from this config file notes its embedded server's URL (one file per
+    config, so `mixguard audit --config X` finds X's gateway, not the last one started)."""
+    if not config_source:
+        return os.path.expanduser(EMBEDDED_URL_FILE)
+    tag = hashlib.sha256(config_source.encode()).hexdigest()[:16]
+    return os.path.expanduser(f"~/.local/state/mixguard/embedded-redis-{tag}.url")
+
+
+def _note_embedded_url(url: str, config_source: str | None) -> None:
     """Lets `mixguard audit ...` on this machine find the embedded server of a running gateway."""
-    try:
-        p = os.path.expanduser(EMBEDDED_URL_FILE)
-        os.makedirs(os.path.dirname(p), exist_ok=True)
-        with open(p, "w") as f:
-            f.write(url + "\n")
-    except OSError:
-        pass
+    for path in {embedded_url_file(config_source), embedded_url_file(None)}:
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(url + "\n")
+        except OSError:
+            pass
 
 
 class RedisHandle:
-    def __init__(self, url: str | None, prefix: str = "mixguard:") -> None:
+    def __init__(self, url: str | None, prefix: str = "mixguard:", config_source: str | None = None) -> None:
         self.prefix = prefix
+        self.config_source = config_source
         self._embedded = None
         self.client: aioredis.Redis | None = None
         self.url = url
@@ -43,7 +55,7 @@ class RedisHandle:
             self._embedded.start()
             self.url = self._embedded.connection_url
             log.info("no redis_url configured: started embedded Valkey at %s", self.url)
-            _note_embedded_url(self.url)
+            _note_embedded_url(self.url, self.config_source)
         self.client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
 
     @property

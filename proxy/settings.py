@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "os.environ/"
 
@@ -218,6 +218,9 @@ class MixguardSettings(_Strict):
 
 
 class GatewayConfig(_Strict):
+    #: the config file this came from (absolute), when it came from a file: names its state
+    _source: str | None = PrivateAttr(default=None)
+
     model_list: list[Deployment]
     router_settings: RouterSettings = Field(default_factory=RouterSettings)
     mixguard: MixguardSettings = Field(default_factory=MixguardSettings)
@@ -305,6 +308,7 @@ def load_config(path: str | Path) -> GatewayConfig:
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from None
     cfg = parse_config(text, str(p))
+    cfg._source = str(p.resolve())
     d = cfg.mixguard.policies_dir
     if d is not None and not Path(d).expanduser().is_absolute():  # not the working directory's
         cfg.mixguard.policies_dir = str((p.parent / d).resolve())

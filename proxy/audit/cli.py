@@ -16,8 +16,6 @@ import orjson
 from .chain import Verifier, resolve_key
 from .query import CSV_COLUMNS, Filters, csv_row, decode_heads, iter_stream, parse_time
 
-EMBEDDED_URL_FILE = "~/.local/state/mixguard/embedded-redis.url"
-
 
 class Target:
     """Where the audit stream is: from --redis-url, the gateway's --config, or the running
@@ -26,21 +24,31 @@ class Target:
     def __init__(self, args: argparse.Namespace) -> None:
         import redis
 
+        from ..redis_store import embedded_url_file
+
         prefix, url = args.prefix, args.redis_url or os.environ.get("MIXGUARD_REDIS_URL")
         key_env, key_file = "MIXGUARD_AUDIT_KEY", "~/.config/mixguard/audit.key"
+        source = None
         if args.config:
             from ..settings import load_config
 
-            cfg = load_config(args.config).mixguard
+            config = load_config(args.config)
+            cfg, source = config.mixguard, config._source
             url = url or cfg.redis_url
             prefix = prefix or cfg.redis_prefix
             key_env, key_file = cfg.audit.key_env, cfg.audit.key_file
-        if not url:
-            p = Path(os.path.expanduser(EMBEDDED_URL_FILE))
+        if not url:  # the embedded server of the gateway started from this config (or the last one)
+            p = Path(embedded_url_file(source))
             if p.is_file():
                 url = p.read_text().strip()
         if not url:
-            raise SystemExit("mixguard audit: no Redis to read: give --redis-url, --config, or MIXGUARD_REDIS_URL")
+            where = (
+                f"no gateway started from {args.config} noted an embedded server" if args.config else "nothing given"
+            )
+            raise SystemExit(
+                f"mixguard audit: no Redis to read ({where}): give --redis-url, --config or MIXGUARD_REDIS_URL"
+            )
+        self.url = url
         prefix = prefix or "mixguard:"
         self.client = redis.Redis.from_url(url, socket_timeout=10)
         self.stream, self.heads = f"{prefix}audit", f"{prefix}audit:heads"
