@@ -82,23 +82,33 @@ class VerifyReport:
 class Verifier:
     """Give the signed heads (read before the records), then feed records in stream order."""
 
-    def __init__(self, key: bytes, heads: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, key: bytes, heads: dict[str, dict[str, Any]], anchors: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        """`anchors`: per chain, the last record `mixguard audit archive` moved out of the stream
+        (signed): the only reason a chain may start after seq 0 or end before its head."""
         self.key = key
         self.report = VerifyReport()
         self._last: dict[str, tuple[int, str]] = {}
-        self._heads: dict[str, tuple[int, str]] = {}
+        self._heads = self._signed(heads, "head")
+        self._anchors = self._signed(anchors or {}, "archive anchor")
         self._head_seen: set[str] = set()
-        for chain, head in heads.items():
+
+    def _signed(self, marks: dict[str, dict[str, Any]], what: str) -> dict[str, tuple[int, str]]:
+        out = {}
+        for chain, mark in marks.items():
             st = self.report.chains.setdefault(chain, ChainStatus(chain))
             try:
-                seq, mac, sig = int(head["seq"]), str(head["mac"]), str(head["sig"])
+                seq, mac, sig = int(mark["seq"]), str(mark["mac"]), str(mark["sig"])
             except (KeyError, ValueError, TypeError):
-                st.problems.append("head key unreadable")
+                st.problems.append(f"{what} unreadable")
                 continue
-            if not hmac.compare_digest(sign_head(key, chain, seq, mac), sig):
-                st.problems.append("head signature mismatch: head key edited")
+            name = chain if what == "head" else anchor_name(chain)
+            if not hmac.compare_digest(sign_head(self.key, name, seq, mac), sig):
+                st.problems.append(f"{what} signature mismatch: {what} edited")
                 continue
-            self._heads[chain] = (seq, mac)
+            out[chain] = (seq, mac)
+        return out
 
     def feed(self, record: dict[str, Any], where: str) -> None:
         self.report.records += 1
@@ -114,8 +124,14 @@ class Verifier:
         last = self._last.get(chain)
         if last is None:
             st.first_seq = seq
-            if seq != 0:
-                st.notes.append(f"starts at seq {seq}: older records archived or trimmed by retention")
+            anchor = self._anchors.get(chain)
+            if seq != 0 and anchor is not None and anchor == (seq - 1, prev):
+                st.notes.append(f"starts at seq {seq}: seq 0..{seq - 1} archived (anchor checked)")
+            elif seq != 0:
+                st.problems.append(
+                    f"{where}: starts at seq {seq}: records 0..{seq - 1} are missing and no archive anchor covers "
+                    "them (lost with Redis, or trimmed by retention before `mixguard audit archive`)"
+                )
         elif seq != last[0] + 1:
             st.problems.append(f"{where}: seq {seq} follows {last[0]}: records deleted, inserted or reordered")
         elif prev != last[1]:
@@ -129,18 +145,30 @@ class Verifier:
         st.last_seq = seq
 
     def finish(self) -> VerifyReport:
+        for chain in self._last.keys() - self._heads.keys():
+            st = self.report.chains[chain]
+            if not any("head" in p for p in st.problems):
+                st.problems.append("no signed head: it was lost, so records at the chain's end may be missing too")
         for chain, (seq, _) in self._heads.items():
             st = self.report.chains[chain]
             if chain in self._head_seen:
                 continue
             last = self._last.get(chain)
-            if last is None:
-                st.notes.append(f"no records in range (head at seq {seq}): archived, trimmed or filtered out")
+            anchor = self._anchors.get(chain)
+            if last is None and anchor is not None and anchor[0] == seq:
+                st.notes.append(f"all {seq + 1} records archived (anchor checked)")
+            elif last is None:
+                st.problems.append(f"no records, but the signed head says seq {seq}: records missing")
             elif last[0] < seq:
                 st.problems.append(
                     f"last record is seq {last[0]} but the signed head says {seq}: records cut off the end"
                 )
         return self.report
+
+
+def anchor_name(chain: str) -> str:
+    """Anchors are signed like heads, under another name, so one can never pass for the other."""
+    return f"archive-anchor:{chain}"
 
 
 def verify(records: Iterable[tuple[str, dict[str, Any]]], key: bytes, heads: dict[str, dict[str, Any]]) -> VerifyReport:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .chain import Verifier, resolve_key
+from .chain import Verifier, anchor_name, resolve_key, sign_head
 from .query import CSV_COLUMNS, Filters, csv_row, decode_heads, iter_stream, parse_time
 
 
@@ -52,6 +52,7 @@ class Target:
         prefix = prefix or "mixguard:"
         self.client = redis.Redis.from_url(url, socket_timeout=10)
         self.stream, self.heads = f"{prefix}audit", f"{prefix}audit:heads"
+        self.anchors = f"{prefix}audit:anchors"  # the last record of each chain that `archive` moved out
         self.key_env, self.key_file = key_env, key_file
 
     def key(self) -> bytes:
@@ -185,7 +186,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     t = Target(args)
     heads = decode_heads(t.client.hgetall(t.heads))  # read before the records: see chain.Verifier
-    v = Verifier(t.key(), heads)
+    v = Verifier(t.key(), heads, decode_heads(t.client.hgetall(t.anchors)))
     with _progress(t.client.xlen(t.stream), "verify", args.quiet) as bar:
         for where, r in _archived(args.archive):
             v.feed(r, where)
@@ -215,10 +216,13 @@ def cmd_archive(args: argparse.Namespace) -> int:
     tmp = d / f".archive-{os.getpid()}.tmp"
     first = last = None
     n = 0
+    ends: dict[str, tuple[int, str]] = {}  # per chain, the last record archived: its anchor
     with gzip.open(tmp, "wb") as fh, _progress(None, "archive", args.quiet) as bar:
         for sid, r in iter_stream(t.client, t.stream, "-", "(" + hi):
             first = first or sid
             last = sid
+            if isinstance(r.get("seq"), int) and isinstance(r.get("mac"), str):
+                ends[str(r.get("chain"))] = (r["seq"], r["mac"])
             fh.write(orjson.dumps({"sid": sid, "r": r}) + b"\n")
             n += 1
             bar.update(1)
@@ -228,6 +232,12 @@ def cmd_archive(args: argparse.Namespace) -> int:
         return 0
     final = d / f"audit-{first}_{last}.jsonl.gz"
     os.replace(tmp, final)
+    key = t.key()
+    old = decode_heads(t.client.hgetall(t.anchors))
+    for chain, (seq, mac) in ends.items():  # anchors before trimming: verify accepts the gap they explain
+        if int(old.get(chain, {}).get("seq", -1)) < seq:
+            mark = {"seq": seq, "mac": mac, "sig": sign_head(key, anchor_name(chain), seq, mac)}
+            t.client.hset(t.anchors, chain, orjson.dumps(mark))
     # Trim exactly what was written: entries up to and including `last`.
     removed = t.client.execute_command("XTRIM", t.stream, "MINID", "=", _next_id(last))
     print(f"archived {n} records to {final}; {removed} removed from the stream", file=sys.stderr)

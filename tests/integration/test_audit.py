@@ -308,3 +308,53 @@ def test_records_are_spooled_while_redis_is_down_and_replayed_in_order(outage):
     assert call(g, "hello again", key="sk-closed")[1].status_code == 200
     v = mixguard("audit", "verify", "--redis-url", rp.url, "--quiet")
     assert v.returncode == 0, v.stdout
+
+
+def test_verify_fails_when_records_or_heads_are_lost_unless_an_archive_anchor_explains_the_gap(
+    agw, audit_redis, tmp_path
+):
+    """A Redis that lost data (no persistence) used to verify as OK with a note; now only records
+    moved out by `mixguard audit archive` (which signs an anchor) may be absent."""
+    r = redis.Redis.from_url(audit_redis.url)
+    rid, _ = call(agw, "one more record for the loss test")
+    wait_record(r, rid)
+    url = ["--redis-url", audit_redis.url]
+
+    def renumber(rows):
+        return [(f"{i + 1}-0", rec) for i, (_, rec) in enumerate(rows)]
+
+    # the first records of every chain lost (as after a crash without AOF), heads kept
+    _copy_stream(r, "lost-head:", lambda rows: renumber([x for x in rows if x[1]["seq"] >= 2]))
+    out = mixguard("audit", "verify", *url, "--prefix", "lost-head:", "--quiet")
+    assert out.returncode == 1 and "are missing and no archive anchor covers them" in out.stdout, out.stdout
+
+    # the signed heads lost
+    _copy_stream(r, "no-heads:", renumber)
+    r.delete("no-heads:audit:heads")
+    out = mixguard("audit", "verify", *url, "--prefix", "no-heads:", "--quiet")
+    assert out.returncode == 1 and "no signed head" in out.stdout, out.stdout
+
+    # every record lost, heads kept
+    _copy_stream(r, "all-lost:", lambda rows: [])
+    out = mixguard("audit", "verify", *url, "--prefix", "all-lost:", "--quiet")
+    assert out.returncode == 1 and "records missing" in out.stdout, out.stdout
+
+    # archived by the CLI: the gap is explained by a signed anchor, verify passes without the files
+    _copy_stream(r, "anchored:", renumber)
+    r.delete("anchored:audit:anchors")
+    total = r.xlen("anchored:audit")
+    arch = tmp_path / "arch"
+    out = mixguard("audit", "archive", *url, "--prefix", "anchored:", "--older-than", "0s", "--dir", str(arch))
+    assert out.returncode == 0, out.stderr
+    assert r.xlen("anchored:audit") == 0 and r.hlen("anchored:audit:anchors") >= 1
+    out = mixguard("audit", "verify", *url, "--prefix", "anchored:", "--quiet")
+    assert out.returncode == 0 and "archived (anchor checked)" in out.stdout, out.stdout
+    out = mixguard("audit", "verify", *url, "--prefix", "anchored:", "--archive", str(arch), "--quiet")
+    assert out.returncode == 0 and f"{total} records" in out.stdout, out.stdout
+
+    # a forged anchor does not explain a gap
+    chain = next(iter(r.hgetall("anchored:audit:anchors")))
+    mark = orjson.loads(r.hget("anchored:audit:anchors", chain))
+    r.hset("anchored:audit:anchors", chain, orjson.dumps({**mark, "seq": mark["seq"] + 5}))
+    out = mixguard("audit", "verify", *url, "--prefix", "anchored:", "--quiet")
+    assert out.returncode == 1 and "archive anchor signature mismatch" in out.stdout, out.stdout
