@@ -113,6 +113,8 @@ class Gateway:
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         await asyncio.to_thread(self.redis.start)
+        if self.redis.embedded:
+            self._tasks.append(asyncio.get_running_loop().create_task(self.redis.supervise()))
         await self.router.start()
         self.pipeline.bind_redis(self.redis.client)
         if self.audit is not None:
