@@ -154,7 +154,9 @@ class Gateway:
         if not ex.audited or self.audit is None:
             return
         ex.t_end = time.perf_counter()
-        ex.status = status
+        ex.status = 499 if ex.client_closed else status  # nginx's "client closed request"
+        if ex.client_closed:
+            ex.error_code = ex.error_code or "client_closed"
         self.audit.submit(ex)
 
     # --- authenticate, admit, parse ------------------------------------------------------------
@@ -493,18 +495,22 @@ class Gateway:
         shown: list[str] = []  # what the caller saw: for end-of-stream checks and the next turn
         end_checks = ex.contract is not None or self.pipeline.checks_answers(ctx)
         keep = kind == "chat" and bool(self.pipeline)
-        async for ev in self._events(ex, start, recorder):
-            if keep or end_checks:
-                for choice in ev.get("choices") or []:
-                    if (piece := _first_piece(kind, choice)) is not None:
-                        shown.append(piece)
-            if ex.ttft_ms is None:
-                ex.ttft_ms = (time.perf_counter() - ex.t0) * 1000
-            if ev.get("usage"):
-                self._account(ex, ev["usage"])
-            if end_checks:
-                await self._stream_end_checks(ex, ev, shown)
-            yield ev
+        try:
+            async for ev in self._events(ex, start, recorder):
+                if keep or end_checks:
+                    for choice in ev.get("choices") or []:
+                        if (piece := _first_piece(kind, choice)) is not None:
+                            shown.append(piece)
+                if ex.ttft_ms is None:
+                    ex.ttft_ms = (time.perf_counter() - ex.t0) * 1000
+                if ev.get("usage"):
+                    self._account(ex, ev["usage"])
+                if end_checks:
+                    await self._stream_end_checks(ex, ev, shown)
+                yield ev
+        except (GeneratorExit, asyncio.CancelledError):  # the client went away mid-stream
+            ex.client_closed = True
+            raise
         if keep:
             self.pipeline.answered(ctx, ["".join(shown)])
         if (

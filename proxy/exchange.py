@@ -27,6 +27,8 @@ POLICY_CODES = {"content_policy_violation", "pii_blocked", "topic_blocked", "res
 def _outcome(status: int, code: str | None, refused: bool) -> str:
     if refused or code in POLICY_CODES:
         return "blocked"
+    if status == 499:
+        return "client_closed"
     if 200 <= status < 300:
         return "allowed"
     if status in (401, 403):
@@ -81,6 +83,7 @@ class Exchange:
     attempts: list[dict[str, str]] = field(default_factory=list)
     error_code: str | None = None
     refused: bool = False
+    client_closed: bool = False  # the client went away before the stream ended
     schema: dict[str, Any] | None = None
     cache: str | None = None  # response cache: hit, miss (not stored), stored; None when off or not looked up
     redact_answer: Callable[[str], str] | None = None

@@ -20,7 +20,7 @@ import pytest
 import redis
 import yaml
 
-from procs import ROOT, Gateway, RedisProc, gateway_config
+from procs import ROOT, Gateway, RedisProc, Standin, gateway_config
 
 AUDIT_KEY = "test-audit-signing-key"
 ENV = {"MIXGUARD_AUDIT_KEY": AUDIT_KEY}
@@ -358,3 +358,29 @@ def test_verify_fails_when_records_or_heads_are_lost_unless_an_archive_anchor_ex
     r.hset("anchored:audit:anchors", chain, orjson.dumps({**mark, "seq": mark["seq"] + 5}))
     out = mixguard("audit", "verify", *url, "--prefix", "anchored:", "--quiet")
     assert out.returncode == 1 and "archive anchor signature mismatch" in out.stdout, out.stdout
+
+
+def test_a_stream_the_client_abandons_is_audited_as_client_closed(audit_redis):
+    s = Standin()
+    s.configure(token_ms=50)
+    g = Gateway(
+        gateway_config({"model": "openai/mixtral", "api_base": f"{s.url}/v1"}, redis_url=audit_redis.url), env=ENV
+    )
+    try:
+        rid = "req-abandon-" + uuid.uuid4().hex[:8]
+        words = " ".join(f"word{i}" for i in range(200))
+        with httpx.stream(
+            "POST",
+            g.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {Gateway.KEY}", "x-request-id": rid},
+            json={"model": "mixtral", "stream": True, "messages": [{"role": "user", "content": words}]},
+            timeout=30,
+        ) as r:
+            it = r.iter_lines()
+            assert any(next(it).startswith("data: ") for _ in range(6))
+        rec = wait_record(redis.Redis.from_url(audit_redis.url), rid)
+        assert rec["status"] == 499 and rec["outcome"] == "client_closed", rec
+        assert rec["error_code"] == "client_closed"
+    finally:
+        g.stop()
+        s.stop()
