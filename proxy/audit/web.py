@@ -55,9 +55,45 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     )
 
 
+class SignInFailures:
+    """Failed admin sign-ins per client address: after MAX in WINDOW_S seconds, the client waits
+    until the oldest failure leaves the window (guessing the admin key gets slow). In memory: a
+    restart forgets, each replica counts its own."""
+
+    MAX, WINDOW_S = 5, 300.0
+
+    def __init__(self) -> None:
+        self._times: dict[str, list[float]] = {}
+
+    def _recent(self, client: str) -> list[float]:
+        now = time.monotonic()
+        times = [t for t in self._times.get(client, []) if now - t < self.WINDOW_S]
+        if times:
+            self._times[client] = times
+        else:
+            self._times.pop(client, None)
+        return times
+
+    def retry_after(self, client: str) -> int:
+        times = self._recent(client)
+        if len(times) < self.MAX:
+            return 0
+        return max(1, int(self.WINDOW_S - (time.monotonic() - times[0])) + 1)
+
+    def failed(self, client: str) -> None:
+        self._times.setdefault(client, []).append(time.monotonic())
+        if len(self._times) > 10_000:  # bounded: forget the quietest clients first
+            for k in sorted(self._times, key=lambda k: self._times[k][-1])[:1000]:
+                del self._times[k]
+
+    def succeeded(self, client: str) -> None:
+        self._times.pop(client, None)
+
+
 class AuditPages:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
+        self._failures = SignInFailures()
 
     # --- sessions ------------------------------------------------------------------------------
     def _token(self, expires: int) -> str:
@@ -76,8 +112,10 @@ class AuditPages:
         exp, _, _mac = tok.partition(".")
         return exp.isdigit() and int(exp) > time.time() and hmac.compare_digest(self._token(int(exp)), tok)
 
-    def _login_form(self, note: str = "", status: int = 401, next_url: str = "/admin/audit") -> HTMLResponse:
-        return _page(
+    def _login_form(
+        self, note: str = "", status: int = 401, next_url: str = "/admin/audit", retry_after: int = 0
+    ) -> HTMLResponse:
+        page = _page(
             "mixguard audit: sign in",
             f"""<h1>mixguard audit log</h1>
 <p>{html.escape(note) or "Sign in with the gateway's admin key."}</p>
@@ -86,10 +124,17 @@ class AuditPages:
 <button type=submit id=signin>Sign in</button></form>""",
             status,
         )
+        if retry_after:
+            page.headers["retry-after"] = str(retry_after)
+        return page
 
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
             return self._login_form(status=200)
+        client = request.client.host if request.client else "?"
+        wait = self._failures.retry_after(client)
+        if wait:
+            return self._login_form(f"Too many failed sign-ins: try again in {wait} s.", 429, "/admin/audit", wait)
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         key = (form.get("key") or [""])[0]
         nxt = (form.get("next") or ["/admin/audit"])[0]
@@ -98,7 +143,9 @@ class AuditPages:
         try:
             self.gw.keys.authenticate_admin(f"Bearer {key}")
         except errors.Unauthorized:
+            self._failures.failed(client)
             return self._login_form("Wrong admin key.", 401, nxt)
+        self._failures.succeeded(client)
         resp = RedirectResponse(nxt, status_code=303)
         expires = int(time.time()) + SESSION_S
         resp.set_cookie(
@@ -115,7 +162,8 @@ class AuditPages:
     async def _verify(self) -> tuple[bool, str]:
         client, w = self._client(), self.gw.audit
         assert w is not None
-        v = Verifier(self.gw.audit_key, decode_heads(await client.hgetall(w.heads)))
+        anchors = decode_heads(await client.hgetall(w.stream + ":anchors"))  # written by `mixguard audit archive`
+        v = Verifier(self.gw.audit_key, decode_heads(await client.hgetall(w.heads)), anchors)
         async for sid, rec in aiter_stream(client, w.stream):
             v.feed(rec, sid)
         report = v.finish()

@@ -23,3 +23,17 @@ def test_the_audit_spool_is_readable_by_its_owner_only(tmp_path):
     w._spool([{"id": "r2"}])
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert path.read_bytes().count(b"\n") == 2
+
+
+def test_failed_admin_sign_ins_are_limited_per_client():
+    from proxy.audit.web import SignInFailures
+
+    f = SignInFailures()
+    for _ in range(SignInFailures.MAX):
+        assert f.retry_after("10.0.0.1") == 0
+        f.failed("10.0.0.1")
+    wait = f.retry_after("10.0.0.1")
+    assert 1 <= wait <= SignInFailures.WINDOW_S + 1
+    assert f.retry_after("10.0.0.2") == 0  # another client is not held back
+    f.succeeded("10.0.0.2")
+    assert f.retry_after("10.0.0.1") == wait or f.retry_after("10.0.0.1") == wait - 1
