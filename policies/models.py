@@ -17,10 +17,23 @@ class _Strict(BaseModel):
 
 
 def _check_regex(v: str) -> str:
+    """A policy regex must compile, and compile on RE2 (linear time: no backreferences or
+    lookaround), which is the engine the guardrails run it on."""
     try:
         re.compile(v)
     except re.error as exc:
         raise ValueError(f"invalid regex {v!r}: {exc}") from None
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        re2.compile(v, options)
+    except re2.error:
+        raise ValueError(
+            f"regex {v!r} needs backtracking (backreferences or lookaround): policies use a linear-time "
+            "engine (RE2), rewrite it without them"
+        ) from None
     return v
 
 

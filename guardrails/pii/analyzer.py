@@ -30,6 +30,7 @@ from presidio_analyzer import Pattern, PatternRecognizer
 
 from policies.models import CustomRecognizer
 
+from ..linear_regex import LinearPattern
 from .gazetteer import TECH_TERMS, english_verbs, person_names
 from .normalize import NORMALIZATION_VERSION, Normalized, normalize
 from .structure import (
@@ -156,9 +157,19 @@ def custom_recognizer(spec: CustomRecognizer) -> PatternRecognizer:
         "deny_list": spec.deny_list or None,
         "context": spec.context or None,
     }
-    if spec.validate_with != "none":
-        return _ValidatedPatternRecognizer(spec.validate_with, **kw)
-    return PatternRecognizer(**kw)
+    rec = (
+        _ValidatedPatternRecognizer(spec.validate_with, **kw)
+        if spec.validate_with != "none"
+        else PatternRecognizer(**kw)
+    )
+    own = {p.name for p in spec.patterns}
+    presidio: Any = rec  # Presidio's attributes are untyped here
+    flags: int = presidio.global_regex_flags or 0
+    for p in presidio.patterns:  # the policy's patterns run on RE2 (the deny-list one is escaped literals)
+        if p.name in own:
+            p.compiled_regex = LinearPattern(p.regex, flags)
+            p.compiled_with_flags = presidio.global_regex_flags
+    return rec
 
 
 class PiiAnalyzer:

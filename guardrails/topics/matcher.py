@@ -13,6 +13,8 @@ import numpy as np
 
 from policies.models import TopicPolicy, TopicRule
 
+from ..linear_regex import compile_linear
+
 Encoder = Callable[[str], np.ndarray]
 
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
@@ -59,7 +61,7 @@ class _CompiledRule:
         self.mode = rule.mode or default_mode
         words = [re.escape(k.strip()) for k in rule.keywords if k.strip()]
         self.keywords = re.compile(r"(?<!\w)(?:" + "|".join(words) + r")(?!\w)", re.IGNORECASE) if words else None
-        self.patterns = [re.compile(r, re.IGNORECASE) for r in rule.regex]
+        self.patterns = [compile_linear(r, re.IGNORECASE) for r in rule.regex]  # RE2: never exponential
         texts = [*rule.examples, *([rule.description] if rule.description and rule.examples else [])]
         self.example_texts = texts
         self.examples = _encode_all(encode, texts) if (texts and encode is not None) else None
