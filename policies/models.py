@@ -210,6 +210,12 @@ class RequestPolicy(_Strict):
         "field; scan: forward them after masking the text inside. Fields that steer the connection "
         "(api_base, base_url, api_key, extra_headers, ...) are never forwarded, whatever this says",
     )
+    max_messages: int = Field(
+        default=2048, ge=1, description="messages (or Responses input items) per request; more: 413"
+    )
+    max_text_chars: int = Field(
+        default=1_000_000, ge=1, description="characters of text in all text-bearing fields of a request; more: 413"
+    )
 
 
 class PolicyTest(_Strict):

@@ -26,7 +26,7 @@ from starlette.responses import Response, StreamingResponse
 
 from guardrails.base import ALLOW, Decision, GuardContext
 from guardrails.pipeline import Pipeline
-from guardrails.request_shapes import Endpoint, conversation_text
+from guardrails.request_shapes import Endpoint, conversation_text, text_slots
 from guardrails.schema_contract import ContractGuardrail
 from policies.loader import LoadedPolicy, PolicyError
 from policies.store import PolicyStore
@@ -208,6 +208,7 @@ class Gateway:
         else:
             ex.body, ex.kind = parsed.body, endpoint
         ex.model = self._known_model(ex.body["model"])
+        self._within_limits(ex, lp, parsed.scanned)
         ex.stream = bool(parsed.body.get("stream"))
         ex.ctx = GuardContext(
             key_id=ex.key_id or "",
@@ -217,6 +218,24 @@ class Gateway:
             conversation_id=request.headers.get("x-conversation-id"),
             scanned_fields=tuple(parsed.scanned),
         )
+
+    @staticmethod
+    def _within_limits(ex: Exchange, lp: LoadedPolicy, scanned: list[str]) -> None:
+        """The policy's bounds on one request's size: a tenant cannot tie up the analysis workers with
+        a 10,000-message body (413 before any guardrail runs)."""
+        limits = lp.policy.request
+        messages = len(ex.body.get("messages") or [])
+        if messages > limits.max_messages:
+            raise errors.PayloadTooLarge(
+                f"The request holds {messages} messages; policy '{lp.policy.name}' allows {limits.max_messages}",
+                param="messages",
+            )
+        chars = sum(len(s.text) for s in text_slots(ex.kind, ex.body, scanned))  # type: ignore[arg-type]
+        if chars > limits.max_text_chars:
+            raise errors.PayloadTooLarge(
+                f"The request holds {chars} characters of text; policy '{lp.policy.name}' allows "
+                f"{limits.max_text_chars}"
+            )
 
     def _known_model(self, model: str) -> str:
         """The configured model group a request names; 404 before its name reaches a metric or the

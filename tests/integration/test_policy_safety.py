@@ -207,3 +207,41 @@ def test_alias_bombs_and_oversized_files_are_rejected_fast(kind, tmp_path):
     with pytest.raises(PolicyError):
         load_policy_file(d / ("bomb.yaml" if kind == "alias bomb" else "big.yaml"))
     assert time.perf_counter() - t < 1.0
+
+
+def test_per_policy_request_size_limits_are_413_before_any_guardrail(standin, redis_server, tmp_path):
+    d = tmp_path / "pol"
+    d.mkdir()
+    (d / "default.yaml").write_text(
+        yaml.safe_dump({**shipped_default(), "request": {"max_messages": 3, "max_text_chars": 200}})
+    )
+    g = Gateway(
+        gateway_config(
+            {"model": "openai/mixtral", "api_base": f"{standin.url}/v1"},
+            redis_url=redis_server.url,
+            extra={"policies_dir": str(d)},
+        )
+    )
+    try:
+
+        def send(messages: list) -> httpx.Response:
+            return httpx.post(
+                g.url + "/v1/chat/completions",
+                headers=HEADERS,
+                json={"model": "mixtral", "messages": messages},
+                timeout=30,
+            )
+
+        user = {"role": "user", "content": "hi"}
+        assert send([user] * 3).status_code == 200
+        r = send([user] * 4)
+        assert r.status_code == 413 and r.json()["error"]["param"] == "messages", r.text
+        assert "allows 3" in r.json()["error"]["message"]
+        r = send([{"role": "user", "content": "x" * 150, "name": "y" * 60}])  # every text field counts
+        assert r.status_code == 413 and "characters of text" in r.json()["error"]["message"], r.text
+        r = httpx.post(
+            g.url + "/v1/responses", headers=HEADERS, json={"model": "mixtral", "input": "z" * 201}, timeout=30
+        )
+        assert r.status_code == 413, r.text
+    finally:
+        g.stop()
