@@ -70,34 +70,45 @@ class PolicyStore:
         """Cheap check (stat only) used by the watcher."""
         return self._snapshot() != self._stamp
 
+    #: a reload waits at most this long for one already running, then reports that it did not run
+    LOCK_TIMEOUT_S = 10.0
+
     def reload(self) -> ReloadReport:
         report = ReloadReport()
-        with self._lock:
-            stamp = self._snapshot()
-            by_file: dict[str, LoadedPolicy] = {}
-            for p in self._files():
-                try:
-                    lp = load_policy_file(p)
-                except PolicyError as exc:
-                    report.errors[p.name] = str(exc)
-                    if p.name in self._by_file:
-                        by_file[p.name] = self._by_file[p.name]  # keep the last good version
-                    continue
-                old = self._by_file.get(p.name)
-                (report.unchanged if old and old.version == lp.version else report.loaded).append(lp.policy.name)
-                by_file[p.name] = lp
-            report.removed = [lp.policy.name for f, lp in self._by_file.items() if f not in by_file]
-            refused = self._refusal(by_file)
-            if refused:  # the whole reload: the last good set stays active
-                report.errors.update(refused)
-                report.loaded, report.unchanged, report.removed = [], [], []
-                self.errors, self._stamp = report.errors, stamp  # retried when the files change again
-                for msg in refused.values():
-                    log.error("policy reload refused, the last good set stays active: %s", msg)
-                return report
-            policies = {lp.policy.name: lp for lp in by_file.values()}
-            policies.setdefault("default", builtin_default())
-            self.policies, self._by_file, self._stamp, self.errors = policies, by_file, stamp, report.errors
+        if not self._lock.acquire(timeout=self.LOCK_TIMEOUT_S):
+            report.errors[str(self.directory)] = f"{self.directory}: another reload is still running: not reloaded"
+            return report
+        try:
+            return self._reload(report)
+        finally:
+            self._lock.release()
+
+    def _reload(self, report: ReloadReport) -> ReloadReport:
+        stamp = self._snapshot()
+        by_file: dict[str, LoadedPolicy] = {}
+        for p in self._files():
+            try:
+                lp = load_policy_file(p)
+            except PolicyError as exc:
+                report.errors[p.name] = str(exc)
+                if p.name in self._by_file:
+                    by_file[p.name] = self._by_file[p.name]  # keep the last good version
+                continue
+            old = self._by_file.get(p.name)
+            (report.unchanged if old and old.version == lp.version else report.loaded).append(lp.policy.name)
+            by_file[p.name] = lp
+        report.removed = [lp.policy.name for f, lp in self._by_file.items() if f not in by_file]
+        refused = self._refusal(by_file)
+        if refused:  # the whole reload: the last good set stays active
+            report.errors.update(refused)
+            report.loaded, report.unchanged, report.removed = [], [], []
+            self.errors, self._stamp = report.errors, stamp  # retried when the files change again
+            for msg in refused.values():
+                log.error("policy reload refused, the last good set stays active: %s", msg)
+            return report
+        policies = {lp.policy.name: lp for lp in by_file.values()}
+        policies.setdefault("default", builtin_default())
+        self.policies, self._by_file, self._stamp, self.errors = policies, by_file, stamp, report.errors
         for msg in report.errors.values():
             log.error("policy file rejected, last good version stays active: %s", msg)
         if report.loaded or report.removed:

@@ -60,6 +60,9 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=config.mixguard.log_level,
         access_log=args.access_log,
         timeout_keep_alive=30,
+        # SIGTERM: stop accepting, let in-flight requests and streams finish for up to this long, then
+        # close them (orchestrators send SIGKILL after 30 s by default; we are out well before)
+        timeout_graceful_shutdown=8,
     )
     return 0
 
