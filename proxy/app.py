@@ -200,7 +200,8 @@ class Gateway:
     async def _parse(self, request: Request, ex: Exchange, endpoint: Endpoint, lp: LoadedPolicy) -> None:
         """The body checked against its endpoint's shape (Responses translated to chat), a configured
         model group, and the guardrails' context."""
-        raw = validation.parse_json_object(await self._read_body(request))
+        data = await self._read_body(request)
+        raw = validation.parse_json_object(data)
         ex.cache_control = CacheControl.pop_from(raw)  # LiteLLM's per-request cache controls; never forwarded
         parsed = validation.parse(endpoint, raw, lp.policy.request.unknown_fields)
         if endpoint == "responses":
@@ -208,7 +209,7 @@ class Gateway:
         else:
             ex.body, ex.kind = parsed.body, endpoint
         ex.model = self._known_model(ex.body["model"])
-        self._within_limits(ex, lp, parsed.scanned)
+        self._within_limits(ex, lp, parsed.scanned, len(data))
         ex.stream = bool(parsed.body.get("stream"))
         ex.ctx = GuardContext(
             key_id=ex.key_id or "",
@@ -220,7 +221,7 @@ class Gateway:
         )
 
     @staticmethod
-    def _within_limits(ex: Exchange, lp: LoadedPolicy, scanned: list[str]) -> None:
+    def _within_limits(ex: Exchange, lp: LoadedPolicy, scanned: list[str], body_bytes: int) -> None:
         """The policy's bounds on one request's size: a tenant cannot tie up the analysis workers with
         a 10,000-message body (413 before any guardrail runs)."""
         limits = lp.policy.request
@@ -230,6 +231,8 @@ class Gateway:
                 f"The request holds {messages} messages; policy '{lp.policy.name}' allows {limits.max_messages}",
                 param="messages",
             )
+        if body_bytes <= limits.max_text_chars:
+            return  # every character of text takes at least one byte of JSON: no need to walk the body
         chars = sum(len(s.text) for s in text_slots(ex.kind, ex.body, scanned))  # type: ignore[arg-type]
         if chars > limits.max_text_chars:
             raise errors.PayloadTooLarge(
