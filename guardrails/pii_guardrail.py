@@ -105,7 +105,7 @@ class PiiGuardrail(Guardrail):
             return ALLOW
         try:
             found = await self.analyzer.analyze_many(
-                [s.text for s in slots], self._entities(policy), policy.analyze_timeout_s
+                [s.text for s in slots], self._entities(policy), policy.analyze_timeout_s, ctx.key_id
             )
         except AnalysisFailed as exc:
             ctx.decisions.append(Decision("pii", "pii.analysis", "block", 1.0, "enforce", {"reason": str(exc)}))
@@ -243,7 +243,7 @@ class PiiGuardrail(Guardrail):
         if not policy.enabled or not texts:
             return
         task = asyncio.get_running_loop().create_task(
-            self.analyzer.analyze_many(texts, self._entities(policy), policy.analyze_timeout_s)
+            self.analyzer.analyze_many(texts, self._entities(policy), policy.analyze_timeout_s, ctx.key_id)
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)

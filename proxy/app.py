@@ -115,6 +115,7 @@ class Gateway:
         await asyncio.to_thread(self.redis.start)
         if self.redis.embedded:
             self._tasks.append(asyncio.get_running_loop().create_task(self.redis.supervise()))
+        self._tasks.append(asyncio.get_running_loop().create_task(self.redis.watch()))
         await self.router.start()
         self.pipeline.bind_redis(self.redis.client)
         if self.audit is not None:

@@ -18,11 +18,101 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 log = logging.getLogger("mixguard.redis")
 
 
 EMBEDDED_URL_FILE = "~/.local/state/mixguard/embedded-redis.url"
+
+#: Seconds a command may wait for Redis's answer. Commands take microseconds; a server that does not
+#: answer within this is stopped or swamped, and the request fails fast (503) instead of hanging.
+COMMAND_TIMEOUT = 1.0
+
+
+class Breaker:
+    """Open from the first failed command until a probe answers again. While open, commands fail at
+    once: a stopped server would otherwise cost every Redis call of every request its full timeout
+    (a PII request makes several), and the outage would stall all traffic instead of failing fast."""
+
+    def __init__(self) -> None:
+        self.open_since: float | None = None  # monotonic seconds
+        self.reason = ""
+
+    def check(self) -> None:
+        if self.open_since is not None:
+            raise RedisConnectionError(f"Redis unavailable ({self.reason})")
+
+    def trip(self, exc: BaseException) -> None:
+        if self.open_since is None:
+            self.open_since = asyncio.get_running_loop().time()
+            log.error("Redis unreachable: %s; failing fast until it answers again", _describe(exc))
+        self.reason = _describe(exc)
+
+    def close(self) -> None:
+        if self.open_since is not None:
+            log.warning("Redis reachable again after %.1f s", asyncio.get_running_loop().time() - self.open_since)
+        self.open_since = None
+
+
+class _GuardedPipeline(aioredis.client.Pipeline):
+    breaker: Breaker
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        self.breaker.check()
+        try:
+            return await super().execute(raise_on_error)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            self.breaker.trip(exc)
+            raise
+
+
+class GuardedRedis(aioredis.Redis):
+    """A redis-py client behind a `Breaker` (see there); `probe()` bypasses it."""
+
+    breaker: Breaker
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.breaker.check()
+        try:
+            return await super().execute_command(*args, **options)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            self.breaker.trip(exc)
+            raise
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> _GuardedPipeline:
+        pipe = _GuardedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.breaker = self.breaker
+        return pipe
+
+    async def probe(self) -> None:
+        """PING past the breaker; closes it when Redis answers, trips it when not."""
+        try:
+            await super().execute_command("PING")
+        except Exception as exc:
+            self.breaker.trip(exc)
+            raise
+        self.breaker.close()
+
+
+def client_for(url: str) -> GuardedRedis:
+    """A client that reconnects by itself: a broken connection is dropped from the pool and the next
+    command dials again, retrying a refused connection twice with backoff (50, 100 ms) so a server
+    that restarts is found as soon as it listens. A timeout is not retried: a server that does not
+    answer would cost every request several timeouts; the breaker makes later calls fail at once."""
+    retry = Retry(ExponentialBackoff(cap=0.25, base=0.05), 2, supported_errors=(RedisConnectionError,))
+    client = GuardedRedis.from_url(
+        url,
+        socket_timeout=COMMAND_TIMEOUT,
+        socket_connect_timeout=COMMAND_TIMEOUT,
+        retry=retry,
+        health_check_interval=30,
+    )
+    client.breaker = Breaker()
+    return client
 
 
 def embedded_url_file(config_source: str | None) -> str:
@@ -75,6 +165,18 @@ def _protected_valkey(password: str, data_dir: Path, port: int | None) -> Any:
     return ProtectedValkey(port=port, data_dir=data_dir, config=config, persist=True)
 
 
+def _describe(exc: BaseException) -> str:
+    """An error in one line without the server's address or password."""
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return f"{name}: no answer within {COMMAND_TIMEOUT:g} s"
+    if "Authentication" in name:
+        return f"{name}: the password was refused"
+    if isinstance(exc, (RedisConnectionError, OSError)):
+        return f"{name}: connection refused or lost"
+    return name
+
+
 class RedisHandle:
     """The gateway's Redis. An embedded server runs under a supervisor (`supervise()`): when its
     process dies it is started again on the same port and data, and the client reconnects."""
@@ -84,7 +186,7 @@ class RedisHandle:
         self.config_source = config_source
         self._embedded: Any = None
         self._password = ""
-        self.client: aioredis.Redis | None = None
+        self.client: GuardedRedis | None = None
         self.url = url
         self.restarts = 0
 
@@ -102,7 +204,7 @@ class RedisHandle:
                 data_dir,
             )
             _note_embedded_url(self.url, self.config_source)
-        self.client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+        self.client = client_for(self.url)
 
     def restart_embedded_if_dead(self) -> bool:
         """Start the embedded server again if its process died (same port, data and password)."""
@@ -131,12 +233,28 @@ class RedisHandle:
         return self._embedded is not None
 
     async def ping(self) -> tuple[bool, str]:
+        """Reachability, for readiness: "ok", or what failed and for how long, e.g.
+        "TimeoutError: no answer within 1 s (unreachable for 3.2 s; the embedded server was restarted 1 time)"."""
         assert self.client is not None
+        breaker = self.client.breaker
         try:
-            await self.client.ping()
-            return True, "embedded valkey" if self.embedded else "ok"
-        except Exception as exc:  # any redis/socket failure means not ready
-            return False, f"{type(exc).__name__}"
+            await self.client.probe()
+        except Exception:  # any redis/socket failure means not ready
+            since = breaker.open_since if breaker.open_since is not None else asyncio.get_running_loop().time()
+            detail = f"{breaker.reason} (unreachable for {asyncio.get_running_loop().time() - since:.1f} s"
+            if self.embedded:
+                detail += f"; embedded server restarts so far: {self.restarts}"
+            return False, detail + ")"
+        return True, "embedded valkey" if self.embedded else "ok"
+
+    async def watch(self, interval: float = 1.0, while_down: float = 0.25) -> None:
+        """Runs for the gateway's lifetime: probes Redis every `interval` (every `while_down` during an
+        outage), so the breaker closes within a fraction of a second of Redis answering again, and
+        the log and readiness tell when it went away and came back."""
+        while True:
+            assert self.client is not None
+            await asyncio.sleep(while_down if self.client.breaker.open_since is not None else interval)
+            await self.ping()
 
     async def close(self) -> None:
         if self.client is not None:

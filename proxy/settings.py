@@ -138,6 +138,12 @@ class PiiSettings(_Strict):
     vault_ttl_seconds: int = Field(default=86_400, gt=0)
     vault_key_env: str = Field(default="MIXGUARD_VAULT_KEY", description="env var holding the vault encryption key")
     analysis_workers: int = Field(default=2, ge=1, le=32)
+    analysis_workers_per_key: int | None = Field(
+        default=None,
+        ge=1,
+        description="at most this many analysis workers (threads, and processes for long texts) busy for one "
+        "API key at once; unset: all of them. Waiting jobs are served round-robin across keys either way",
+    )
     long_text_processes: int = Field(
         default=2,
         ge=0,

@@ -60,6 +60,7 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
             spec=spec,
             processes=ms.pii.long_text_processes,
             long_text_chars=ms.pii.long_text_chars,
+            per_key_workers=ms.pii.analysis_workers_per_key,
         )
         observe_pii_analyzer(analyzer)  # its cache hits and analyses appear on /metrics
 

@@ -154,7 +154,7 @@ class Gateway(Proc):
             ["serve", "--config", str(self.config_path), "--host", "127.0.0.1", "--port", str(self.port)], env
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        wait_http(self.url + ("/health/ready" if wait_ready else "/health/live"), self.proc, timeout=90)
+        wait_http(self.url + ("/health/ready" if wait_ready else "/health/live"), self.proc, timeout=180)
 
     def metric(self, name: str, **labels: str) -> float:
         total = 0.0

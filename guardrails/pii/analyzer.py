@@ -31,6 +31,7 @@ from presidio_analyzer import Pattern, PatternRecognizer
 from policies.models import CustomRecognizer
 
 from ..linear_regex import LinearPattern
+from .fair_queue import FairQueue
 from .gazetteer import TECH_TERMS, english_verbs, person_names
 from .normalize import NORMALIZATION_VERSION, Normalized, normalize
 from .structure import (
@@ -59,6 +60,9 @@ def _engine_version(spec: tuple[Any, ...] | None) -> str:
 #: Texts longer than this are split into chunks analysed in parallel worker processes (spaCy holds
 #: the GIL for much of its work, so threads barely overlap; processes do).
 CHUNK_CHARS = 2000
+#: Characters of short texts analysed in one thread job: small enough that a job whose request gave up
+#: ends within tens of milliseconds, large enough that ten-word messages do not pay a hop each.
+JOB_CHARS = 4000
 CHUNK_OVERLAP = 80
 _WORKER: PiiAnalyzer | None = None
 
@@ -112,6 +116,20 @@ def split_chunks(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLA
             end = cut if cut > start else end
         out.append((start, text[start : min(len(text), end + overlap)]))
         start = end
+    return out
+
+
+def _batches(indices: list[int], texts: list[str], budget: int = JOB_CHARS) -> list[list[int]]:
+    """Consecutive texts grouped into jobs of at most `budget` characters (a longer text alone)."""
+    out: list[list[int]] = []
+    size = budget
+    for i in indices:
+        n = len(texts[i])
+        if size + n > budget:
+            out.append([])
+            size = 0
+        out[-1].append(i)
+        size += n
     return out
 
 
@@ -185,6 +203,7 @@ class PiiAnalyzer:
         spec: tuple[Any, ...] | None = None,
         processes: int = 0,
         long_text_chars: int = 2 * CHUNK_CHARS,
+        per_key_workers: int | None = None,
     ) -> None:
         """`spec` (spacy model, recognizer names, custom recognizer dicts) lets `processes` worker
         processes rebuild the same engine for texts longer than `long_text_chars`."""
@@ -198,6 +217,9 @@ class PiiAnalyzer:
         self.prefix = prefix
         self._mac_key = hashlib.sha256(b"mixguard-analysis:" + mac_key).digest()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pii")
+        # Jobs wait for a worker in one line per API key, served in turn (fair_queue.py).
+        self.queue = FairQueue(workers, per_key_workers)
+        self.process_queue = FairQueue(max(1, self.processes), per_key_workers)
         self.cache: OrderedDict[str, list[Span]] = OrderedDict()
         self.cache_size = cache_size
         self.redis_ttl = redis_ttl
@@ -270,7 +292,11 @@ class PiiAnalyzer:
     def _analyze_batch(self, texts: list[str], entities: list[str] | None) -> list[list[Span]]:
         return [self.analyze_sync(t, entities) for t in texts]
 
-    async def analyze_many(self, texts: list[str], entities: list[str] | None, timeout: float) -> list[list[Span]]:
+    async def analyze_many(
+        self, texts: list[str], entities: list[str] | None, timeout: float, tenant: str = ""
+    ) -> list[list[Span]]:
+        """Spans of each text. `tenant` (the API key) picks the line its jobs wait in; after
+        `timeout` the request fails and its jobs that have not started are dropped."""
         # Keyed by the original text; spans are cached in its offsets. The normalization version
         # is part of the key: answers computed without it (or by another) are not reused.
         tag = f"{self.engine_version}|{NORMALIZATION_VERSION}|" + (",".join(sorted(entities)) if entities else "*")
@@ -307,7 +333,10 @@ class PiiAnalyzer:
             missing = still
         if missing:
             try:
-                fresh = await asyncio.wait_for(self._analyze_missing([texts[i] for i in missing], entities), timeout)
+                fresh = await asyncio.wait_for(
+                    self._analyze_missing([texts[i] for i in missing], entities, tenant), timeout
+                )
+
             except asyncio.TimeoutError:
                 raise AnalysisFailed(f"PII analysis timed out after {timeout:g}s") from None
             except Exception as exc:
@@ -333,35 +362,34 @@ class PiiAnalyzer:
                     log.warning("analysis cache write failed: %s", type(exc).__name__)
         return [o or [] for o in out]
 
-    async def _analyze_missing(self, texts: list[str], entities: list[str] | None) -> list[list[Span]]:
-        """Short texts in one thread-pool batch, long ones in parallel chunks on worker processes."""
+    async def _analyze_missing(self, texts: list[str], entities: list[str] | None, tenant: str) -> list[list[Span]]:
+        """Short texts in thread-pool jobs of at most JOB_CHARS characters, long ones in parallel
+        chunks on worker processes; every job waits its turn in `tenant`'s line."""
         is_long = [bool(self.processes) and len(t) > self.long_text_chars for t in texts]
         long = [i for i, x in enumerate(is_long) if x]
-        short = [i for i, x in enumerate(is_long) if not x]
-        jobs: list[Awaitable[Any]] = [self._analyze_long(texts[i], entities) for i in long]
-        if short:
-            jobs.append(
-                asyncio.get_running_loop().run_in_executor(
-                    self.pool, self._analyze_batch, [texts[i] for i in short], entities
-                )
-            )
+        jobs: list[Awaitable[Any]] = [self._analyze_long(texts[i], entities, tenant) for i in long]
+        batches = _batches([i for i, x in enumerate(is_long) if not x], texts)
+        jobs += [
+            self.queue.run(tenant, self.pool, self._analyze_batch, [texts[i] for i in b], entities) for b in batches
+        ]
         results: list[Any] = await asyncio.gather(*jobs)
         out: list[list[Span]] = [[] for _ in texts]
         for i, spans in zip(long, results):
             out[i] = spans
-        if short:
-            for i, spans in zip(short, results[-1]):
+        for batch, found in zip(batches, results[len(long) :]):
+            for i, spans in zip(batch, found):
                 out[i] = spans
         return out
 
-    async def _analyze_long(self, text: str, entities: list[str] | None) -> list[Span]:
-        loop = asyncio.get_running_loop()
+    async def _analyze_long(self, text: str, entities: list[str] | None, tenant: str) -> list[Span]:
         pool = self._process_pool()
         # Chunked after normalizing: hidden characters cannot stretch a value past the overlap.
         norm = normalize(text)
         # At least one chunk per process (a 2,000-character text in two halves), at most CHUNK_CHARS.
         chunks = split_chunks(norm.text, min(CHUNK_CHARS, max(600, -(-len(norm.text) // max(1, self.processes)))))
-        parts = await asyncio.gather(*(loop.run_in_executor(pool, _worker_analyze, c, entities) for _, c in chunks))
+        parts = await asyncio.gather(
+            *(self.process_queue.run(tenant, pool, _worker_analyze, c, entities) for _, c in chunks)
+        )
         best: dict[tuple[int, int, str], float] = {}
         for (offset, _), spans in zip(chunks, parts):
             for start, end, entity, score in spans:

@@ -1,0 +1,140 @@
+"""The analysis workers' fair queue: keys take turns, cancelled jobs never start, a slot is held
+while its worker really runs, and the analyzer stops a timed-out request's remaining work."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from guardrails.pii.analyzer import AnalysisFailed, PiiAnalyzer
+from guardrails.pii.fair_queue import FairQueue
+
+
+def _job(log: list[str], name: str, seconds: float = 0.02) -> str:
+    log.append(name)
+    time.sleep(seconds)
+    return name
+
+
+def test_a_quiet_key_is_served_after_one_job_of_a_flooding_key() -> None:
+    async def main() -> list[str]:
+        queue, pool, log = FairQueue(1), ThreadPoolExecutor(1), []
+        flood = [asyncio.ensure_future(queue.run("noisy", pool, _job, log, f"noisy{i}")) for i in range(12)]
+        await asyncio.sleep(0.005)  # the first noisy job is running, eleven wait
+        quiet = await queue.run("quiet", pool, _job, log, "quiet")
+        assert quiet == "quiet"
+        await asyncio.gather(*flood)
+        pool.shutdown()
+        return log
+
+    log = asyncio.run(main())
+    assert log.index("quiet") <= 2, log  # first come first served would put it 13th
+    assert len(log) == 13
+
+
+def test_keys_alternate_while_both_have_work() -> None:
+    async def main() -> list[str]:
+        queue, pool, log = FairQueue(1), ThreadPoolExecutor(1), []
+        jobs = [asyncio.ensure_future(queue.run("a", pool, _job, log, "a", 0.005)) for _ in range(6)]
+        jobs += [asyncio.ensure_future(queue.run("b", pool, _job, log, "b", 0.005)) for _ in range(6)]
+        await asyncio.gather(*jobs)
+        pool.shutdown()
+        return log
+
+    log = asyncio.run(main())
+    runs = sum(1 for x, y in itertools.pairwise(log) if x == y)
+    assert runs <= 2, log  # a a b a b a b ...: at most the head start repeats
+
+
+def test_per_key_limit_holds_a_key_to_fewer_workers() -> None:
+    async def main() -> int:
+        queue, pool = FairQueue(2, per_key=1), ThreadPoolExecutor(2)
+        busy, peak, lock = [0], [0], threading.Lock()
+
+        def job() -> None:
+            with lock:
+                busy[0] += 1
+                peak[0] = max(peak[0], busy[0])
+            time.sleep(0.01)
+            with lock:
+                busy[0] -= 1
+
+        await asyncio.gather(*(queue.run("a", pool, job) for _ in range(6)))
+        pool.shutdown()
+        return peak[0]
+
+    assert asyncio.run(main()) == 1
+
+
+def test_cancelled_jobs_never_start() -> None:
+    async def main() -> tuple[list[str], int]:
+        queue, pool, log = FairQueue(1), ThreadPoolExecutor(1), []
+        request = asyncio.gather(*(queue.run("a", pool, _job, log, f"j{i}", 0.03) for i in range(20)))
+        await asyncio.sleep(0.045)  # two jobs started
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        await asyncio.sleep(0.1)
+        pool.shutdown()
+        return log, queue.dropped
+
+    log, dropped = asyncio.run(main())
+    assert len(log) <= 3, log
+    assert dropped >= 17
+
+
+def test_a_slot_is_held_until_the_worker_really_finishes() -> None:
+    async def main() -> tuple[bool, bool]:
+        queue, pool = FairQueue(1), ThreadPoolExecutor(2)
+        release, started_b = threading.Event(), threading.Event()
+        a = asyncio.ensure_future(queue.run("a", pool, release.wait, 5))
+        await asyncio.sleep(0.01)
+        a.cancel()  # the caller gave up; the thread still runs
+        b = asyncio.ensure_future(queue.run("b", pool, started_b.set))
+        await asyncio.sleep(0.05)
+        b_ran_early = started_b.is_set()
+        release.set()
+        await b
+        pool.shutdown()
+        return b_ran_early, started_b.is_set()
+
+    ran_early, ran = asyncio.run(main())
+    assert not ran_early  # the pool has a free thread, but the slot was still taken
+    assert ran
+
+
+class _SlowEngine:
+    """Stands in for Presidio: counts the texts it was asked about, 10 ms each."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def analyze(self, text: str, **_: Any) -> list[Any]:
+        self.calls += 1
+        time.sleep(0.01)
+        return []
+
+
+def test_a_timed_out_request_stops_its_analysis() -> None:
+    engine = _SlowEngine()
+    analyzer = PiiAnalyzer(engine, workers=1)
+    texts = [f"message {i} " + "x" * 1000 for i in range(400)]  # 400 texts, 100 jobs, about 4 s of work
+
+    async def main() -> None:
+        with pytest.raises(AnalysisFailed, match="timed out"):
+            await analyzer.analyze_many(texts, None, timeout=0.2, tenant="a")
+        await asyncio.sleep(0.3)
+
+    asyncio.run(main())
+    done = engine.calls
+    time.sleep(0.2)
+    assert engine.calls == done  # nothing runs on after the request gave up
+    assert done < 60, done  # at most the jobs started before the timeout, plus the one running
+    analyzer.close()
+    assert done >= 1
