@@ -341,7 +341,7 @@ class PiiAnalyzer:
                 raise AnalysisFailed(f"PII analysis timed out after {timeout:g}s") from None
             except Exception as exc:
                 if type(exc).__name__ == "BrokenProcessPool":
-                    self._procs = None  # started again on the next long text
+                    self._restart_processes()
                 raise AnalysisFailed(f"PII analysis failed ({type(exc).__name__})") from None
             self.stats["analyzed"] += len(missing)
             self.counts["analyzed"] += len(missing)
@@ -365,7 +365,10 @@ class PiiAnalyzer:
     async def _analyze_missing(self, texts: list[str], entities: list[str] | None, tenant: str) -> list[list[Span]]:
         """Short texts in thread-pool jobs of at most JOB_CHARS characters, long ones in parallel
         chunks on worker processes; every job waits its turn in `tenant`'s line."""
-        is_long = [bool(self.processes) and len(t) > self.long_text_chars for t in texts]
+        # Long texts go to the worker processes once they have loaded; until then (start, a worker
+        # killed) they are analysed in threads like short ones: slower, but no request waits for spaCy to load.
+        use_processes = bool(self.processes) and self._processes_ready()
+        is_long = [use_processes and len(t) > self.long_text_chars for t in texts]
         long = [i for i, x in enumerate(is_long) if x]
         jobs: list[Awaitable[Any]] = [self._analyze_long(texts[i], entities, tenant) for i in long]
         batches = _batches([i for i, x in enumerate(is_long) if not x], texts)
@@ -410,6 +413,21 @@ class PiiAnalyzer:
                 initargs=(self.spec,),  # type: ignore[arg-type]
             )
         return self._procs
+
+    def _processes_ready(self) -> bool:
+        warming = getattr(self, "_warming", None)
+        if self._procs is None or warming is None:
+            return False
+        return all(f.done() for f in warming)
+
+    def _restart_processes(self) -> None:
+        """A worker process died (killed, out of memory): the pool is broken for good. Start a new one
+        now, warming in the background; long texts use threads meanwhile."""
+        log.error("a PII worker process died: starting the pool again")
+        old, self._procs = self._procs, None
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
+        self.warm_up()
 
     def warm_up(self) -> None:
         """Start the worker processes now (each loads spaCy: seconds), not on the first long prompt."""

@@ -338,13 +338,17 @@ def pii_worker_killed() -> Row:
                 return out
 
             load.one = one_long  # type: ignore[method-assign]
+            deadline = time.monotonic() + 90
+            while len(_pii_workers(gw)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(5.0)  # each worker loads spaCy
             with httpx.Client(base_url=gw.url, timeout=60) as c:
-                one_long(c)  # workers up (each loads spaCy)
+                one_long(c)
             with load:
                 time.sleep(1.0)
                 killed = _kill_pii_worker(gw)
                 fault_end = time.monotonic()
-                time.sleep(8.0)
+                time.sleep(10.0)
             row = judge(Row("PII worker process killed"), load.outcomes, UNAVAILABLE, server.url, fault_end)
             row.notes = f"worker killed: {killed}"
             if not killed:
@@ -354,9 +358,10 @@ def pii_worker_killed() -> Row:
         server.stop()
 
 
-def _kill_pii_worker(gateway: Gateway) -> bool:
-    """SIGKILL one child process of the gateway that runs Python's multiprocessing spawn."""
+def _pii_workers(gateway: Gateway) -> list[int]:
+    """Child processes of the gateway that run Python's multiprocessing spawn (the PII workers)."""
     assert gateway.proc is not None
+    out = []
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
@@ -365,10 +370,17 @@ def _kill_pii_worker(gateway: Gateway) -> bool:
             cmdline = (p / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat[3]) == gateway.proc.pid and b"multiprocessing" in cmdline and b"spawn_main" in cmdline:
-            os.kill(int(p.name), signal.SIGKILL)
-            return True
-    return False
+        if int(stat[3]) == gateway.proc.pid and b"spawn_main" in cmdline:
+            out.append(int(p.name))
+    return out
+
+
+def _kill_pii_worker(gateway: Gateway) -> bool:
+    """SIGKILL one PII worker process of the gateway."""
+    workers = _pii_workers(gateway)
+    if workers:
+        os.kill(workers[0], signal.SIGKILL)
+    return bool(workers)
 
 
 SCENARIOS: dict[str, Callable[[], Row]] = {
