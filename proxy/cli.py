@@ -203,11 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_quickstart)
 
     from policies.cli import add_parser as add_policy
+    from sglang_backend.render import add_parser as add_sglang
 
     from .audit.cli import add_parser as add_audit
 
     add_policy(sub)
     add_audit(sub)
+    add_sglang(sub)  # `mixguard sglang render`: launch profiles as commands and manifests
     return p
 
 

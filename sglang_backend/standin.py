@@ -10,8 +10,10 @@ Mixtral's tokenizer. What it says is scripted, not generated:
   `{"input": <that message>}` as arguments;
 * replies: a list of scripted answers used in turn (e.g. JSON for schema tests).
 
-Faults for fallback tests: `error_rate` (HTTP 500), `hang` (never answers), `drop_after` (stream
-breaks after N chunks). Timing: `ttft_ms`, `token_ms`. All of it can be changed at run time with
+Faults for fallback tests: `error_rate` (HTTP 500), `hang` (never answers, /health_generate
+included, as a hung scheduler), `drop_after` (stream breaks after N chunks). Timing: `ttft_ms`,
+`token_ms`. Load: `max_running_requests` (SGLang's `--max-running-requests`): requests beyond it
+wait in a queue, reported as `sglang:num_queue_reqs`. All of it can be changed at run time with
 `POST /standin/config`, which real SGLang does not have; tests use it only on stand-ins they start.
 """
 
@@ -47,6 +49,7 @@ class StandinConfig:
     error_rate: float = 0.0
     hang: bool = False
     drop_after: int | None = None
+    max_running_requests: int | None = None
     cache_capacity_tokens: int = 200_000
     cache_report: bool = True
     tokenizer: str | None = None
@@ -62,7 +65,9 @@ class _Stats:
         self.streams_started = 0
         self.streams_completed = 0
         self.streams_cancelled = 0
-        self.active = 0
+        self.active = 0  # streams being sent
+        self.running = 0  # requests admitted (SGLang's num_running_reqs)
+        self.queued = 0  # requests waiting for a slot (num_queue_reqs)
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -84,6 +89,36 @@ class Standin:
         self.stats = _Stats()
         self._reply_index = 0
         self.last_request: dict[str, Any] | None = None
+        self._slot_freed = asyncio.Condition()
+
+    # --- admission, as SGLang's scheduler does with --max-running-requests -------------------
+    async def _enter(self) -> None:
+        limit = self.config.max_running_requests
+        if limit and self.stats.running >= limit:
+            self.stats.queued += 1
+            try:
+                async with self._slot_freed:
+                    await self._slot_freed.wait_for(
+                        lambda: (
+                            not self.config.max_running_requests
+                            or self.stats.running < self.config.max_running_requests
+                        )
+                    )
+            finally:
+                self.stats.queued -= 1
+        self.stats.running += 1
+
+    async def _leave(self) -> None:
+        self.stats.running -= 1
+        async with self._slot_freed:
+            self._slot_freed.notify()
+
+    async def _released(self, body: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            async for chunk in body:
+                yield chunk
+        finally:
+            await self._leave()
 
     # --- what the "model" says -------------------------------------------------------------
     def _answer(self, body: dict[str, Any], chat: bool) -> tuple[str, list[dict] | None]:
@@ -149,6 +184,20 @@ class Standin:
 
     # --- routes ------------------------------------------------------------------------------
     async def completions(self, request: Request, chat: bool) -> Response:
+        """A request holds a running slot until its answer (or its stream) ends."""
+        await self._enter()
+        try:
+            resp = await self._completions(request, chat)
+        except BaseException:
+            await self._leave()
+            raise
+        if isinstance(resp, StreamingResponse):
+            resp.body_iterator = self._released(resp.body_iterator)
+        else:
+            await self._leave()
+        return resp
+
+    async def _completions(self, request: Request, chat: bool) -> Response:
         self.stats.requests += 1
         try:
             body = orjson.loads(await request.body())
@@ -381,7 +430,9 @@ class Standin:
             f'sglang:cached_tokens_total{{cache_source="device",model_name="{self.config.model}"}} {s.cached_tokens}',
             f"sglang:num_requests_total{labels} {s.requests}",
             f"sglang:cache_hit_rate{labels} {hit:.4f}",
-            f"sglang:num_running_reqs{labels} {s.active}",
+            f"sglang:num_running_reqs{labels} {s.running}",
+            f"sglang:num_queue_reqs{labels} {s.queued}",
+            f"sglang:token_usage{labels} {self.cache.total_tokens / max(self.config.cache_capacity_tokens, 1):.4f}",
             f"standin_errors_injected_total {s.errors_injected}",
             f"standin_streams_started_total {s.streams_started}",
             f"standin_streams_completed_total {s.streams_completed}",
