@@ -695,6 +695,9 @@ def _validation_error_handler(_: Request, exc: Exception) -> Response:
 
 def create_app(config: GatewayConfig, pipeline: Pipeline | None = None, policies: PolicyStore | None = None) -> FastAPI:
     gw = Gateway(config, pipeline, policies)
+    from .tracing import instrument
+
+    instrument(gw)  # OpenTelemetry spans per stage when configured; untouched (no cost) otherwise
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -721,6 +724,7 @@ def create_app(config: GatewayConfig, pipeline: Pipeline | None = None, policies
     pages = AuditPages(gw)
     add("/admin/login", pages.login, methods=["GET", "POST"])
     add("/admin/audit", pages.index, methods=["GET"])
+    add("/admin/audit/export", pages.export, methods=["GET"])
     add("/admin/audit/{record_id}", pages.detail, methods=["GET"])
     app.add_exception_handler(errors.GatewayError, _gateway_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)

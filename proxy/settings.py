@@ -166,6 +166,44 @@ class AuditSettings(_Strict):
     spool_path: str = Field(
         default="~/.local/state/mixguard/audit.spool", description="local file for records while Redis is unreachable"
     )
+    review_max_scan: int = Field(
+        default=20_000, ge=100, description="records the /admin/audit overview reads per page view, at most"
+    )
+    sink: AuditSinkSettings | None = Field(
+        default=None, description="forward each record, as written, to a webhook or syslog (off when unset)"
+    )
+
+
+class AuditSinkSettings(_Strict):
+    """Where records are forwarded as they are written: exactly as stored (masked, signed)."""
+
+    type: Literal["webhook", "syslog"]
+    url: str | None = Field(default=None, description="webhook: the URL records are POSTed to (JSON, in batches)")
+    secret_env: str | None = Field(
+        default=None, description="webhook: env var whose value signs each body (x-mixguard-signature: sha256=HMAC)"
+    )
+    address: str | None = Field(default=None, description="syslog: host:port of a UDP syslog receiver (RFC 5424)")
+    queue_max: int = Field(default=10_000, ge=1, description="records waiting to be sent; more are dropped and counted")
+    batch: int = Field(default=100, ge=1, le=10_000, description="records per webhook call")
+    timeout_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _target(self) -> AuditSinkSettings:
+        if self.type == "webhook" and not self.url:
+            raise ValueError("a webhook sink needs 'url'")
+        if self.type == "syslog" and not (self.address and self.address.rpartition(":")[2].isdigit()):
+            raise ValueError("a syslog sink needs 'address' as host:port")
+        return self
+
+
+class TracingSettings(_Strict):
+    """OpenTelemetry spans per request, exported over OTLP/HTTP. Off unless `endpoint` is set here or
+    OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is in the environment."""
+
+    enabled: bool | None = Field(default=None, description="false: off even when the OTEL_* environment is set")
+    endpoint: str | None = Field(default=None, description="OTLP/HTTP base URL, e.g. http://collector:4318")
+    service_name: str = "mixguard"
+    sample_ratio: float = Field(default=1.0, ge=0, le=1, description="share of requests traced (parent-based)")
 
 
 class ResponseCacheSettings(_Strict):
@@ -196,6 +234,7 @@ class MixguardSettings(_Strict):
     pii: PiiSettings = Field(default_factory=PiiSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     response_cache: ResponseCacheSettings = Field(default_factory=ResponseCacheSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     policy_reload_interval_s: float = Field(default=2.0, ge=0, description="0 turns the file watcher off")
     embedding_model: Literal["auto", "use-multilingual", "minilm"] = Field(
         default="auto",

@@ -78,4 +78,11 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
 
 def build_app(config: GatewayConfig) -> FastAPI:
     store = PolicyStore(config.mixguard.policies_path(), required=config.mixguard.required_policies())
-    return create_app(config, build_pipeline(config, store), store)
+    app = create_app(config, build_pipeline(config, store), store)
+    gw = app.state.gateway
+    sink = config.mixguard.audit.sink
+    if sink is not None and gw.audit is not None:  # records forwarded as written (proxy/audit/sink.py)
+        from .audit.sink import build_sink
+
+        gw.audit.sink = build_sink(sink)
+    return app

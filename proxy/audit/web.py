@@ -1,4 +1,6 @@
-"""The read-only review page at /admin/audit, rendered by the gateway (no front-end build).
+"""The read-only review pages at /admin/audit, rendered by the gateway (no front-end build, no
+script): the overview (overview.py aggregates, overview_page.py draws it), a page per record
+(record_view.py) and the export of the current filter (export.py).
 
 Sign-in is a form that takes the admin key and sets an HttpOnly, SameSite=Strict session cookie
 (HMAC of an expiry with a per-process secret); an `Authorization: Bearer <admin key>` header works
@@ -11,31 +13,42 @@ import hashlib
 import hmac
 import html
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from .. import errors
-from .chain import Verifier
+from . import overview_page, record_view
+from .chain import Verifier, sign
+from .export import MEDIA_TYPES, export_lines
+from .overview import FACETS, PRESETS, Overview, TimeRange
 from .query import Filters, aiter_stream, decode_heads
+from .record_view import ChainLinks
 
 if TYPE_CHECKING:
     from ..app import Gateway
 
 COOKIE = "mixguard_admin"
 SESSION_S = 8 * 3600
-PAGE = 200
+NEIGHBOUR_SCAN = 10_000  # stream entries searched each way for a record's chain neighbours
 
 _CSS = """
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}h1{font-size:1.3em}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
-th{background:#f4f4f4}form.filters input,form.filters select{width:9em;margin-right:.4em}
+th{background:#f4f4f4}h2{font-size:1.1em;margin-top:1.4em}
+form.filters{display:flex;flex-wrap:wrap;gap:.3em .9em;align-items:end;background:#f7f7f7;padding:.6em;border-radius:4px}
+form.filters label{display:flex;flex-direction:column;font-size:12px;color:#555}
+form.filters select,form.filters input{min-width:8em;max-width:14em}
 .ok{color:#176c2c;font-weight:bold}.bad{color:#b00020;font-weight:bold}.muted{color:#777}
 pre{background:#f7f7f7;padding:.8em;white-space:pre-wrap;word-break:break-word}
 .blocked{color:#b00020}.failed{color:#b35c00}.allowed{color:#176c2c}
+.cards{display:flex;gap:.8em;margin:.8em 0}.card{border:1px solid #ddd;border-radius:4px;padding:.5em .9em;min-width:8em}
+.card b{font-size:1.5em}.charts{display:flex;flex-wrap:wrap;gap:1em;margin:.6em 0}
+table.facts{width:auto}table.facts th{background:none;color:#555;font-weight:normal}.num{text-align:right}
 """
 
 
@@ -94,6 +107,8 @@ class AuditPages:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self._failures = SignInFailures()
+        #: records the overview reads per page view, at most (the newest of the range)
+        self.max_scan = gw.config.mixguard.audit.review_max_scan
 
     # --- sessions ------------------------------------------------------------------------------
     def _token(self, expires: int) -> str:
@@ -170,77 +185,114 @@ class AuditPages:
         return report.ok, report.summary() + ("" if report.ok else ": " + "; ".join(report.problems[:5]))
 
     async def index(self, request: Request) -> Response:
+        """The overview: totals, charts and top lists over a time range, then the matching records."""
         if not self._signed_in(request):
             return self._login_form(next_url="/admin/audit")
         client, w = self._client(), self.gw.audit
         assert w is not None
+        q = request.query_params
         try:
-            f = Filters.from_mapping(request.query_params)
-            lo, hi = f.bounds_ms()
+            rng = TimeRange.from_query(q)
+            f = Filters.from_mapping({k: q.get(k) for k in FACETS})
+            page = int(q.get("page") or 1)
+            if page < 1:
+                raise ValueError("page must be 1 or more")
         except ValueError as exc:
             return _page("mixguard audit", f"<p class=bad>{html.escape(str(exc))}</p>", 400)
-        rows, scanned = [], 0
-        async for sid, rec in aiter_stream(client, w.stream, lo, hi, reverse=True):
-            scanned += 1
-            if f.match(rec):
-                rows.append((sid, rec))
-                if len(rows) >= PAGE:
-                    break
+        lo, hi = rng.bounds_ms()
+        ov = Overview(rng, f, page, self.max_scan)
+        await ov.scan(aiter_stream(client, w.stream, lo, hi, reverse=True))
         ok, summary = await self._verify()
-        total = await client.xlen(w.stream)
-        inputs = "".join(
-            f'<label>{n} <input name={n} id=f-{n} value="{html.escape(f.active().get(n, ""))}"></label>'
-            for n in ("since", "until", "app", "key", "outcome", "rule", "entity", "backend", "status", "policy")
-        )
-        trs = "".join(self._row(sid, r) for sid, r in rows)
         degraded = (
             "<p class=bad>Audit store was unreachable: records are being spooled locally.</p>" if w.degraded else ""
         )
         body = f"""<h1>mixguard audit log</h1>
 <p id=chain class={"ok" if ok else "bad"}>Chain: {html.escape(summary)}</p>{degraded}
-<form class=filters method=get action="/admin/audit">{inputs}<button type=submit id=apply>Filter</button>
-<a href="/admin/audit">clear</a></form>
-<p class=muted id=count>{len(rows)} shown (newest first) of {total} records in the stream; {scanned} scanned.</p>
-<table id=records><thead><tr><th>time (UTC)</th><th>request</th><th>app / key</th><th>model → backend</th>
-<th>policy</th><th>outcome</th><th>status</th><th>decisions</th><th>PII</th><th>ms</th></tr></thead><tbody>{trs}</tbody></table>"""
+{overview_page.filter_form(ov)}
+{overview_page.scan_note(ov)}
+{overview_page.totals(ov)}
+{overview_page.charts(ov)}
+{overview_page.records(ov, dict(q.items()))}"""
         return _page("mixguard audit", body)
 
-    @staticmethod
-    def _row(sid: str, r: dict[str, Any]) -> str:
-        e = html.escape
-        dec = ", ".join(
-            f"{d.get('rule')}:{d.get('action')}{'' if d.get('mode') == 'enforce' else ' (monitor)'}"
-            for d in r.get("decisions") or []
+    async def export(self, request: Request) -> Response:
+        """The records of the current filter as CSV or JSONL (the CLI's columns), streamed."""
+        if not self._signed_in(request):
+            return self._login_form(next_url="/admin/audit")
+        client, w = self._client(), self.gw.audit
+        assert w is not None
+        q = request.query_params
+        fmt = q.get("format", "csv")
+        if fmt not in MEDIA_TYPES:
+            raise errors.BadRequest("format must be csv or jsonl", param="format")
+        try:
+            lo, hi = (
+                TimeRange.from_query(q).bounds_ms()
+                if q.get("range") in PRESETS
+                else Filters(since=q.get("since"), until=q.get("until")).bounds_ms()
+            )
+            f = Filters.from_mapping({k: q.get(k) for k in FACETS})
+        except ValueError as exc:
+            raise errors.BadRequest(str(exc)) from None
+
+        async def matching() -> AsyncIterator[tuple[str, dict[str, Any]]]:
+            async for sid, rec in aiter_stream(client, w.stream, lo, hi):
+                if f.match(rec):
+                    yield sid, rec
+
+        name = f"mixguard-audit-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.{fmt}"
+        return StreamingResponse(
+            export_lines(matching(), fmt),  # type: ignore[arg-type]
+            media_type=MEDIA_TYPES[fmt],
+            headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
         )
-        pii = ", ".join(f"{k}×{v}" for k, v in sorted((r.get("pii") or {}).items()))
-        lat = (r.get("latency_ms") or {}).get("total")
-        outcome = str(r.get("outcome"))
-        return (
-            f"<tr class=record><td>{e(str(r.get('time', ''))[:23])}</td>"
-            f"<td><a href='/admin/audit/{e(sid)}'>{e(str(r.get('id')))}</a></td>"
-            f"<td>{e(str(r.get('app')))}<br><span class=muted>{e(str(r.get('key_id')))}</span></td>"
-            f"<td>{e(str(r.get('model')))} → {e(str(r.get('backend')))}</td>"
-            f"<td>{e(str(r.get('policy')))}<br><span class=muted>{e(str(r.get('policy_version')))}</span></td>"
-            f"<td class={e(outcome)}>{e(outcome)}</td><td>{e(str(r.get('status')))}</td>"
-            f"<td>{e(dec)}</td><td>{e(pii)}</td><td>{'' if lat is None else round(lat, 1)}</td></tr>"
+
+    async def _find(self, rid: str) -> tuple[str, dict[str, Any]] | None:
+        """A record by stream id, or by request id (newest first)."""
+        client, w = self._client(), self.gw.audit
+        assert w is not None
+        if rid.replace("-", "").isdigit() and rid.count("-") == 1:
+            rows = await client.xrange(w.stream, rid, rid)
+            if rows:
+                return rid, orjson.loads(rows[0][1][b"r"])
+        async for sid, rec in aiter_stream(client, w.stream, reverse=True):
+            if rec.get("id") == rid:
+                return sid, rec
+        return None
+
+    async def _links(self, sid: str, rec: dict[str, Any]) -> ChainLinks:
+        """Signature, and the same chain's seq - 1 and seq + 1 around this record (searched within
+        NEIGHBOUR_SCAN stream entries each way: chains of other processes interleave)."""
+        client, w = self._client(), self.gw.audit
+        assert w is not None
+        links = ChainLinks(
+            hmac.compare_digest(sign(self.gw.audit_key, rec), str(rec.get("mac", ""))), searched=NEIGHBOUR_SCAN
         )
+        chain, seq = rec.get("chain"), rec.get("seq")
+        if not isinstance(seq, int):
+            return links
+        head = decode_heads(await client.hgetall(w.heads)).get(str(chain)) or {}
+        links.is_head = head.get("seq") == seq
+        for reverse, want in ((True, seq - 1), (False, seq + 1)):
+            lo, hi = ("-", "(" + sid) if reverse else ("(" + sid, "+")
+            n = 0
+            async for other_sid, other in aiter_stream(client, w.stream, lo, hi, page=200, reverse=reverse):
+                n += 1
+                if n > NEIGHBOUR_SCAN:
+                    break
+                if other.get("chain") == chain and other.get("seq") == want:
+                    if reverse:
+                        links.prev_sid, links.prev_linked = other_sid, other.get("mac") == rec.get("prev")
+                    else:
+                        links.next_sid, links.next_linked = other_sid, other.get("prev") == rec.get("mac")
+                    break
+        return links
 
     async def detail(self, request: Request) -> Response:
         rid = request.path_params["record_id"]
         if not self._signed_in(request):
             return self._login_form(next_url=f"/admin/audit/{rid}")
-        client, w = self._client(), self.gw.audit
-        assert w is not None
-        found = None
-        if rid.replace("-", "").isdigit() and rid.count("-") == 1:
-            rows = await client.xrange(w.stream, rid, rid)
-            if rows:
-                found = (rid, orjson.loads(rows[0][1][b"r"]))
-        if found is None:
-            async for sid, rec in aiter_stream(client, w.stream, reverse=True):
-                if rec.get("id") == rid:
-                    found = (sid, rec)
-                    break
+        found = await self._find(rid)
         if found is None:
             return _page(
                 "mixguard audit",
@@ -248,14 +300,5 @@ class AuditPages:
                 404,
             )
         sid, rec = found
-        from .chain import sign
-
-        valid = hmac.compare_digest(sign(self.gw.audit_key, rec), str(rec.get("mac", "")))
-        pretty = orjson.dumps(rec, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
         back = "/admin/audit?" + urlencode(dict(request.query_params.items()))
-        body = f"""<h1>Audit record {html.escape(str(rec.get("id")))}</h1>
-<p><a href="{html.escape(back)}">back to the list</a> · stream id {html.escape(sid)} ·
-chain {html.escape(str(rec.get("chain")))} seq {html.escape(str(rec.get("seq")))}</p>
-<p id=signature class={"ok" if valid else "bad"}>Signature: {"valid" if valid else "INVALID (record edited)"}</p>
-<pre id=record>{html.escape(pretty)}</pre>"""
-        return _page(f"audit {rec.get('id')}", body)
+        return _page(f"audit {rec.get('id')}", record_view.render(sid, rec, await self._links(sid, rec), back))

@@ -4,6 +4,7 @@
 and appends them to the Redis Stream in batches (XADD + signed head in one MULTI). If Redis fails,
 records go to a local spool file (JSONL, fsynced per batch) and everything after them goes there
 too, so order is kept; when Redis answers again the spool is replayed in order, then truncated.
+An optional sink (sink.py) gets each batch as it is written, exactly as stored.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import orjson
 from ..exchange import Exchange
 from ..metrics import METRICS
 from .chain import Chain, sign_head
+from .sink import Sink
 
 log = logging.getLogger("mixguard.audit")
 
@@ -46,6 +48,7 @@ class AuditWriter:
         self._task: asyncio.Task | None = None
         self._closing = False
         self._next_try = 0.0
+        self.sink: Sink | None = None  # forwards records as they are written (set by proxy.wiring)
         self.spooling = self.spool_path.exists() and self.spool_path.stat().st_size > 0
         if self.spooling:
             log.warning("audit spool %s holds records of an earlier run: they will be replayed", self.spool_path)
@@ -66,6 +69,8 @@ class AuditWriter:
     def start(self, redis: Any) -> None:
         self.redis = redis
         self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
+        if self.sink is not None:
+            self.sink.start()
 
     async def close(self) -> None:
         self._closing = True
@@ -77,6 +82,8 @@ class AuditWriter:
                 self._task.cancel()
         if self._queue:  # could not reach Redis in time: keep them on disk
             self._spool([self.chain.stamp(r) for r in self._drain(len(self._queue))])
+        if self.sink is not None:
+            await self.sink.close()
 
     def _drain(self, n: int) -> list[dict[str, Any]]:
         out = []
@@ -104,6 +111,8 @@ class AuditWriter:
             batch = [self.chain.stamp(r) for r in self._drain(BATCH)]
             if not batch:
                 continue
+            if self.sink is not None:
+                self.sink.offer(batch)
             if not self.spooling:
                 try:
                     await self._append(batch)

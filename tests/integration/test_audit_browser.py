@@ -1,11 +1,19 @@
-"""/admin/audit in a real headless browser (Debian's chromium + chromium-driver, via Selenium):
-sign in, filter, open a record, see the chain's verification status. Keeps a screenshot."""
+"""/admin/audit in a real headless browser (Debian's chromium + chromium-driver, via Selenium): sign
+in, the overview (totals, server-drawn SVG charts), filters as selects, a record page (masked text,
+decisions, chain links), and the export of the current filter as a real download.
+
+Screenshots go to tests/artifacts/; with MIXGUARD_DOCS_SCREENSHOTS=1 also to docs/ (the README's)."""
 
 from __future__ import annotations
 
+import csv
+import io
+import os
 import shutil
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +21,7 @@ import pytest
 from procs import ROOT, Gateway, RedisProc, gateway_config
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
+DOWNLOADS = Path(tempfile.mkdtemp(prefix="mg-downloads-"))
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +39,12 @@ def browser():
         "--no-sandbox",
         "--disable-dev-shm-usage",
         "--disable-gpu",
-        "--window-size=1400,900",
+        "--window-size=1400,1000",
     ):
         opts.add_argument(flag)
+    opts.add_experimental_option("prefs", {"download.default_directory": str(DOWNLOADS)})
     drv = webdriver.Chrome(service=Service(driver_path), options=opts)
+    drv.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(DOWNLOADS)})
     yield drv
     drv.quit()
 
@@ -47,25 +58,38 @@ def web_gw(primary):
     rp.stop()
 
 
-def test_admin_audit_page_sign_in_filter_detail_and_chain_status(browser, web_gw):
+def _screenshot(browser, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    browser.save_screenshot(str(path))
+    if os.environ.get("MIXGUARD_DOCS_SCREENSHOTS") == "1":
+        shutil.copy(path, ROOT / "docs" / name)
+    return path
+
+
+def test_admin_audit_overview_filters_record_page_and_export(browser, web_gw):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     def until(condition) -> None:  # a click starts a navigation; wait for the new page
         WebDriverWait(browser, 15).until(lambda d: condition())
 
-    def send(key: str, app_text: str) -> str:
+    def send(key: str, text: str, **kw) -> str:
         rid = "web-" + uuid.uuid4().hex[:10]
         httpx.post(
             web_gw.url + "/v1/chat/completions",
             headers={"Authorization": f"Bearer {key}", "x-request-id": rid},
-            json={"model": "mixtral", "messages": [{"role": "user", "content": app_text}]},
+            json={"model": "mixtral", "messages": [{"role": "user", "content": text}], **kw},
             timeout=30,
         )
         return rid
 
     mine = send(Gateway.KEY, "Hello from the test app, I am Rosalind Franklin")
+    for who in ("Ada Lovelace", "Grace Hopper", "Katherine Johnson"):
+        send(Gateway.KEY, f"Please write to {who} at {who.split()[0].lower()}@example.com", stream=True)
+    send(Gateway.KEY, "My SSN is 536-22-8745, file my taxes")  # blocked by the default policy
     other = send("sk-other-app-key", "Hello from the other app")
+    send("sk-other-app-key", "Call Marie Curie on (415) 555-0132")
     time.sleep(0.5)
 
     browser.get(web_gw.url + "/admin/audit")
@@ -78,32 +102,69 @@ def test_admin_audit_page_sign_in_filter_detail_and_chain_status(browser, web_gw
     browser.find_element(By.ID, "signin").click()
     until(lambda: browser.find_elements(By.ID, "chain"))
 
+    # the overview: chain status, totals, charts drawn on the server
     chain = browser.find_element(By.ID, "chain").text
     assert chain.startswith("Chain: OK") and "records" in chain
-    rows = browser.find_elements(By.CSS_SELECTOR, "#records tr.record")
-    assert len(rows) >= 2
+    assert browser.find_element(By.CSS_SELECTOR, "#t-requests b").text == "7"
+    assert browser.find_element(By.CSS_SELECTOR, "#t-blocked b").text == "1"
+    assert int(browser.find_element(By.CSS_SELECTOR, "#t-pii-entities b").text) >= 7
+    bars = browser.find_elements(By.CSS_SELECTOR, "#chart-requests rect.bar")
+    assert bars and bars[0].size["height"] > 0  # rendered, with a height: not blocked by the CSP
+    assert browser.find_elements(By.CSS_SELECTOR, "#top-entities rect.bar")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#records tr.record")) == 7
     assert mine in browser.page_source and other in browser.page_source
-    assert "Rosalind" not in browser.page_source  # masked: only placeholders and counts are shown
+    for raw in ("Rosalind", "Lovelace", "536-22-8745", "555-0132"):
+        assert raw not in browser.page_source  # masked: only placeholders and counts are shown
+    _screenshot(browser, "audit-overview.png")
 
-    browser.find_element(By.ID, "f-app").send_keys("other-app")
+    # filters are selects, filled with the values that occur
+    app = Select(browser.find_element(By.ID, "f-app"))
+    assert [o.get_attribute("value") for o in app.options] == ["", "other-app", "test-app"]
+    app.select_by_value("other-app")
+    Select(browser.find_element(By.ID, "f-range")).select_by_value("1h")
     browser.find_element(By.ID, "apply").click()
     until(lambda: "app=other-app" in browser.current_url)
     rows = browser.find_elements(By.CSS_SELECTOR, "#records tr.record")
-    assert rows and all("other-app" in r.text for r in rows)
+    assert len(rows) == 2 and all("other-app" in r.text for r in rows)
     assert mine not in browser.page_source
+    assert browser.find_element(By.CSS_SELECTOR, "#t-requests b").text == "2"
 
-    browser.get(web_gw.url + "/admin/audit?app=test-app")
+    # export of the current filter: a real download, the CLI's CSV columns, the filtered rows only
+    browser.find_element(By.ID, "export-csv").click()
+    deadline = time.time() + 15
+    files: list[Path] = []
+    while time.time() < deadline and not files:
+        files = [p for p in DOWNLOADS.glob("mixguard-audit-*.csv") if p.stat().st_size]
+        time.sleep(0.2)
+    assert files, "no CSV was downloaded"
+    rows_csv = list(csv.DictReader(io.StringIO(files[0].read_text())))
+    assert len(rows_csv) == 2 and {r["app"] for r in rows_csv} == {"other-app"}
+    assert other in {r["id"] for r in rows_csv} and "pii.PERSON:mask" in " ".join(r["rules"] for r in rows_csv)
+
+    # the record page: masked text, decisions as a table, chain links, the signed JSON on demand
+    browser.get(web_gw.url + "/admin/audit?app=test-app&entity=PERSON")
     browser.find_element(By.LINK_TEXT, mine).click()
     until(lambda: browser.find_elements(By.ID, "signature"))
     assert browser.find_element(By.ID, "signature").text == "Signature: valid"
+    assert browser.find_element(By.ID, "prompt").text == "user: Hello from the test app, I am <PERSON_1>"
+    decisions = browser.find_element(By.ID, "decisions").text
+    assert "pii.PERSON" in decisions and "mask" in decisions
+    assert "first record of its chain" in browser.find_element(By.ID, "chain-status").text
+    assert not browser.find_elements(By.ID, "prev")
+    _screenshot(browser, "audit-record.png")
+    browser.find_element(By.ID, "show-json").click()
     record = browser.find_element(By.ID, "record").text
     assert f'"id": "{mine}"' in record and '"PERSON": 1' in record and "<PERSON_1>" in record
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    browser.get(web_gw.url + "/admin/audit")
-    path = ARTIFACTS / "admin-audit.png"
-    browser.save_screenshot(str(path))
-    assert path.stat().st_size > 10_000
+    browser.find_element(By.ID, "next").click()
+    until(lambda: mine not in browser.find_element(By.TAG_NAME, "h1").text)
+    assert "linked to the previous record" in browser.find_element(By.ID, "chain-status").text
+    assert browser.find_elements(By.ID, "prev")
+
+    for name in ("audit-overview.png", "audit-record.png"):
+        assert (ARTIFACTS / name).stat().st_size > 10_000
     # The same page refuses an app key, and is read-only.
     r = httpx.get(web_gw.url + "/admin/audit", headers={"Authorization": f"Bearer {Gateway.KEY}"})
     assert r.status_code == 401 and "Sign in" in r.text
     assert httpx.post(web_gw.url + "/admin/audit").status_code == 405
+    r = httpx.get(web_gw.url + "/admin/audit/export?format=csv", headers={"Authorization": f"Bearer {Gateway.KEY}"})
+    assert r.status_code == 401 and "other-app" not in r.text
