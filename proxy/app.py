@@ -293,7 +293,9 @@ class Gateway:
         hit = await self._lookup(ex) if first else None
         if hit is not None:
             return hit, None
-        data, result = await self.router.request(ex.model or "", ex.kind, ex.body, ex.gate)
+        data, result = await self.router.request(
+            ex.model or "", ex.kind, ex.body, ex.gate, conversation_id=ex.guard.conversation_id
+        )
         self._routed(ex, result)
         store = first and ex.cache_key is not None and ex.cache_control.store and cacheable(data)
         return data, orjson.dumps(data) if store else None
@@ -307,7 +309,9 @@ class Gateway:
             return StreamStart(RouteResult(CachedBackend(ex.backend or "")), await events.__anext__(), events)
         ex.body["stream"] = True
         ex.body["stream_options"] = {**(ex.body.get("stream_options") or {}), "include_usage": True}
-        start = await self.router.open_stream(ex.model or "", ex.kind, ex.body, ex.gate)
+        start = await self.router.open_stream(
+            ex.model or "", ex.kind, ex.body, ex.gate, conversation_id=ex.guard.conversation_id
+        )
         self._routed(ex, start.result)
         return start
 
@@ -630,7 +634,7 @@ class Gateway:
         return _json({"status": "ok"})
 
     async def ready(self, _: Request) -> Response:
-        checks = await asyncio.gather(self.redis.ping(), *(b.probe() for b in self.router.backends))
+        checks = await asyncio.gather(self.redis.ping(), *(self.router.readiness(b) for b in self.router.backends))
         redis_ok, redis_reason = checks[0]
         backends = {b.id: {"ok": ok, "reason": reason} for b, (ok, reason) in zip(self.router.backends, checks[1:])}
         groups_ok = all(any(backends[b.id]["ok"] for b in grp) for grp in self.router.groups.values())

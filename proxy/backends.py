@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import aiohttp
@@ -21,6 +22,14 @@ from guardrails.request_shapes import is_connection_field
 from .settings import Deployment
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+#: sglang-router's (SGLang Model Gateway's) header for its routing key: its `manual` policy pins a key to a
+#: worker. The gateway sends its conversation key (an opaque hash) in it; SGLang itself ignores it.
+ROUTING_KEY_HEADER = "x-smg-routing-key"
+
+#: The conversation key of the request being routed, set by the router around each attempt (a context
+#: variable rather than a parameter: wrappers of `request`/`stream`, such as tracing, keep their signature).
+routing_key: ContextVar[str | None] = ContextVar("mixguard_routing_key", default=None)
 
 
 #: litellm_params keys that the lean path sends as per-deployment request defaults.
@@ -125,6 +134,9 @@ class Backend:
     async def start(self) -> None: ...
     async def close(self) -> None: ...
 
+    #: whether the router's background checks (/health_generate, /metrics) apply to this deployment
+    checked: ClassVar[bool] = False
+
     async def request(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -132,15 +144,20 @@ class Backend:
         raise NotImplementedError
         yield {}  # pragma: no cover
 
-    async def probe(self) -> tuple[bool, str]:
+    async def probe(self, timeout: float = 2.0) -> tuple[bool, str]:
         """Readiness: (ok, reason)."""
         return True, "not probed (hosted provider)"
+
+    async def metrics_text(self, timeout: float) -> str | None:
+        """The deployment's Prometheus metrics, when it exports them."""
+        return None
 
 
 class OpenAICompatibleBackend(Backend):
     """Direct aiohttp client with a keep-alive pool; the body goes through untouched but `model`."""
 
     PATHS: ClassVar[dict[str, str]] = {"chat": "/chat/completions", "completions": "/completions"}
+    checked = True
 
     def __init__(self, deployment: Deployment, default_timeout: float) -> None:
         super().__init__(deployment, default_timeout)
@@ -158,7 +175,9 @@ class OpenAICompatibleBackend(Backend):
 
     async def start(self) -> None:
         if self.session is None:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
+            # Idle connections are dropped after 4 s: SGLang's server closes them after 5 s
+            # (SGLANG_TIMEOUT_KEEP_ALIVE), and a request sent on one it just closed fails (the GPU run's 502s).
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4, ttl_dns_cache=300)
             self.session = aiohttp.ClientSession(
                 connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(), auto_decompress=True
             )
@@ -173,6 +192,7 @@ class OpenAICompatibleBackend(Backend):
 
     async def _post(self, kind: str, body: dict[str, Any], timeout: float) -> aiohttp.ClientResponse:
         assert self.session is not None, "backend not started"
+        key = routing_key.get()
         payload = orjson.dumps(
             {**self.defaults, **body, "model": self.model} if self.defaults else {**body, "model": self.model}
         )
@@ -180,7 +200,7 @@ class OpenAICompatibleBackend(Backend):
             resp = await self.session.post(
                 self._url(kind),
                 data=payload,
-                headers=self.headers,
+                headers={**self.headers, ROUTING_KEY_HEADER: key} if key else self.headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10), sock_read=timeout),
             )
         except asyncio.TimeoutError:
@@ -247,14 +267,38 @@ class OpenAICompatibleBackend(Backend):
         finally:
             resp.release() if done else resp.close()
 
-    async def probe(self) -> tuple[bool, str]:
-        assert self.session is not None
-        root = self.base[:-3] if self.base.endswith("/v1") else self.base
+    @property
+    def root(self) -> str:
+        """The server's address without the OpenAI API prefix (where /health and /metrics are)."""
+        return self.base[:-3] if self.base.endswith("/v1") else self.base
+
+    async def _get(self, path: str, timeout: float) -> tuple[int, bytes]:
+        assert self.session is not None, "backend not started"
+        async with self.session.get(self.root + path, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            return r.status, await r.read()
+
+    async def probe(self, timeout: float = 2.0) -> tuple[bool, str]:
+        """SGLang's /health_generate: a one-token generation, so a hung scheduler fails it (its /health
+        still answers). Servers without it (404: vLLM, other OpenAI-compatible ones) get /health."""
+        path = "/health_generate"
         try:
-            async with self.session.get(root + "/health", timeout=aiohttp.ClientTimeout(total=2)) as r:
-                return (r.status == 200, f"GET /health -> {r.status}")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            status, _ = await self._get(path, timeout)
+            if status == 404:
+                path = "/health"
+                status, _ = await self._get(path, timeout)
+        except asyncio.TimeoutError:
+            return False, f"GET {path}: no answer in {timeout:g}s"
+        except aiohttp.ClientError as exc:
             return False, f"unreachable: {type(exc).__name__}"
+        return status == 200, f"GET {path} -> {status}"
+
+    async def metrics_text(self, timeout: float) -> str | None:
+        """GET /metrics (SGLang with --enable-metrics); None when absent or unreachable."""
+        try:
+            status, raw = await self._get("/metrics", timeout)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return None
+        return raw.decode(errors="replace") if status == 200 else None
 
 
 class LiteLLMBackend(Backend):
@@ -284,6 +328,7 @@ class LiteLLMBackend(Backend):
             args["extra_body"] = extra
         args.update(self.params)
         args.pop("stream_timeout", None)
+        args.pop("weight", None)  # the gateway's balancer reads it; not a provider parameter
         args["timeout"] = self.timeout
         args["num_retries"] = 0
         return args

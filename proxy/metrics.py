@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -46,6 +47,96 @@ class _PiiAnalysisCollector:
         for source in (*self.SOURCES, *sorted(set(totals) - set(self.SOURCES))):
             family.add_metric([source], totals.get(source, 0))
         yield family
+
+
+class _DeploymentSource(Protocol):
+    def deployments(self) -> Iterator[tuple[str, Any]]: ...
+
+
+#: family name -> (help, field of SGLangSignals, counter?)
+_SGLANG_FAMILIES: dict[str, tuple[str, str, bool]] = {
+    "mixguard_sglang_running_requests": ("Requests SGLang is running (sglang:num_running_reqs)", "running", False),
+    "mixguard_sglang_queued_requests": (
+        "Requests waiting in SGLang's queue (sglang:num_queue_reqs)",
+        "queued",
+        False,
+    ),
+    "mixguard_sglang_cache_hit_rate": (
+        "Prefix cache hit rate SGLang reports (sglang:cache_hit_rate)",
+        "cache_hit_rate",
+        False,
+    ),
+    "mixguard_sglang_token_usage": ("Share of the KV cache in use (sglang:token_usage)", "token_usage", False),
+    "mixguard_sglang_prompt_tokens": (
+        "Prompt tokens SGLang has processed (sglang:prompt_tokens_total)",
+        "prompt_tokens",
+        True,
+    ),
+    "mixguard_sglang_cached_tokens": (
+        "Prompt tokens served from SGLang's prefix cache (sglang:cached_tokens_total)",
+        "cached_tokens",
+        True,
+    ),
+}
+
+
+class _DeploymentCollector:
+    """Each deployment's state in the router (up, in flight, cooldowns) and what its SGLang server
+    reports on its own /metrics (running and queued requests, cache hit rate, KV cache use, token
+    counters), read at scrape time from the routers handed to `observe` (held by weak reference).
+    SGLang's figures are those of the last background check (`router_settings.health_check_interval`);
+    a deployment without them (hosted, no --enable-metrics, checks off) has no sglang series."""
+
+    def __init__(self) -> None:
+        self._routers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def observe(self, router: _DeploymentSource) -> None:
+        self._routers.add(router)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # families are known at collect time only
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.monotonic()
+        labels = ["model", "backend"]
+        up = GaugeMetricFamily(
+            "mixguard_deployment_up",
+            "1 while a deployment may take requests, 0 while it is cooling down or failing its health check",
+            labels=labels,
+        )
+        in_flight = GaugeMetricFamily(
+            "mixguard_deployment_in_flight",
+            "Requests this gateway has in flight at a deployment (streams until they end)",
+            labels=labels,
+        )
+        cooldowns = CounterMetricFamily(
+            "mixguard_deployment_cooldowns",
+            "Times a deployment was taken out (too many failures, or a failed health check)",
+            labels=labels,
+        )
+        sglang = {
+            name: (CounterMetricFamily if counter else GaugeMetricFamily)(name, help_, labels=labels)
+            for name, (help_, _, counter) in _SGLANG_FAMILIES.items()
+        }
+        seen: set[tuple[str, str]] = set()
+        for router in list(self._routers):
+            for model, st in router.deployments():
+                if (model, st.name) in seen:
+                    continue
+                seen.add((model, st.name))
+                values = [model, st.name]
+                up.add_metric(values, 1.0 if st.available(now) else 0.0)
+                in_flight.add_metric(values, st.outstanding)
+                cooldowns.add_metric(values, st.cooldowns)
+                if st.signals is None:
+                    continue
+                for name, (_, attr, _) in _SGLANG_FAMILIES.items():
+                    v = getattr(st.signals, attr)
+                    if v is not None:
+                        sglang[name].add_metric(values, v)
+        if not seen:
+            return
+        yield from (up, in_flight, cooldowns, *sglang.values())
 
 
 class _Metrics:
@@ -100,6 +191,15 @@ class _Metrics:
             ["destination"],
             registry=r,
         )
+        self.balancer_picks = Counter(
+            "mixguard_balancer_picks_total",
+            "First choice of the balancer per request, by how it chose (affinity: the conversation's replica; "
+            "overflow: its ring successor, the replica being busy; shuffle; least_busy; single)",
+            ["model", "backend", "how"],
+            registry=r,
+        )
+        self.deployments = _DeploymentCollector()
+        r.register(self.deployments)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -111,3 +211,8 @@ METRICS = _Metrics()
 def observe_pii_analyzer(analyzer: _CountsSource) -> None:
     """Expose `analyzer.counts` (a PiiAnalyzer's) as mixguard_pii_analysis_total{source}."""
     METRICS.pii_analysis.observe(analyzer)
+
+
+def observe_deployments(router: _DeploymentSource) -> None:
+    """Expose a router's deployments (state, SGLang's signals) on /metrics."""
+    METRICS.deployments.observe(router)

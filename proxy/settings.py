@@ -40,6 +40,12 @@ class LiteLLMParams(BaseModel):
     timeout: float | None = Field(default=None, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)
+    weight: float | None = Field(
+        default=None,
+        gt=0,
+        description="share of new conversations this deployment gets within its model group, relative to the "
+        "others' (LiteLLM's name); default 1",
+    )
 
     @field_validator("model")
     @classmethod
@@ -96,6 +102,29 @@ class RouterSettings(BaseModel):
     timeout: float = Field(default=60.0, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
     fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
+    # Balancing inside a model group (proxy/balancer.py) and cooldowns (proxy/deployment_health.py).
+    routing_strategy: Literal["prefix-affinity", "simple-shuffle", "least-busy"] = Field(
+        default="prefix-affinity",
+        description="prefix-affinity: a conversation stays on one replica (consistent hashing with bounded load), "
+        "where its prefix is cached; simple-shuffle: weighted random (LiteLLM's default); least-busy: fewest "
+        "requests in flight and queued, per unit of weight",
+    )
+    allowed_fails: int = Field(
+        default=3,
+        ge=0,
+        description="failures (timeouts, connection errors, 429, 5xx) within a minute a deployment "
+        "may have; one more puts it in cooldown (LiteLLM's name and default)",
+    )
+    cooldown_time: float = Field(
+        default=5.0, ge=0, description="seconds a deployment is left out after too many failures (0: no cooldowns)"
+    )
+    health_check_interval: float = Field(
+        default=10.0,
+        ge=0,
+        description="seconds between active checks of each SGLang deployment (GET /health_generate and /metrics); "
+        "a failed check takes it out until one passes; 0: no background checks",
+    )
+    health_check_timeout: float = Field(default=5.0, gt=0, description="seconds one active check may take")
 
     def fallback_map(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}

@@ -47,6 +47,8 @@ def fb_gateway(faulty, hosted, redis_server):
             {"model": "openai/mixtral", "api_base": f"{faulty.url}/v1", "timeout": 1.5},
             fallbacks=[fb],
             redis_url=redis_server.url,
+            # each test here sees one request's fallback: no cooldowns or health checks carried between them
+            router={"cooldown_time": 0, "health_check_interval": 0},
         )
     )
     yield g
@@ -133,7 +135,8 @@ def test_all_backends_failing_is_502(faulty, hosted, redis_server):
         )
         assert r.status_code == 502 and r.json()["error"]["code"] == "bad_gateway"
         ready = httpx.get(g.url + "/health/ready", timeout=10)
-        assert ready.status_code == 200  # /health answers even when generation fails
+        assert ready.status_code == 503  # readiness asks SGLang's /health_generate, which fails with generation
+        assert "/health_generate" in ready.json()["checks"]["backends"]["sglang"]["reason"]
     finally:
         g.stop()
         _reset(faulty)
