@@ -48,8 +48,10 @@ def soak(seconds: float, concurrency: int) -> tuple[Row, dict[str, object]]:
         with stack(server.url) as (gateway, _, _):
             assert gateway.proc is not None
             pid = gateway.proc.pid
-            with Load(gateway, "soak", workers=min(4, concurrency)):  # warm-up: caches, pools, JIT paths
-                time.sleep(10)
+            # warm-up at full concurrency: connection pools, caches and threads reach their working size,
+            # so growth after it is what the soak measures
+            with Load(gateway, "warm", workers=concurrency, timeout=30):
+                time.sleep(20)
             samples = [proc_sample(pid)]
             load = Load(gateway, "soak", workers=concurrency, timeout=30)
             with load:

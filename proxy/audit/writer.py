@@ -164,13 +164,29 @@ class AuditWriter:
                 exc.strerror,
             )
 
+    async def _not_yet_stored(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The spooled records Redis does not hold yet. A batch whose EXEC timed out on our side may
+        still have been applied by the server; appends and the chain head are one transaction, so
+        a record is stored exactly when its seq is at most its chain's stored head."""
+        chains = sorted({str(r.get("chain")) for r in records})
+        if not chains:
+            return records
+        heads = await self.redis.hmget(self.heads, chains)
+        stored = {c: int(orjson.loads(h)["seq"]) if h else -1 for c, h in zip(chains, heads)}
+        fresh = [r for r in records if int(r.get("seq", -1)) > stored[str(r.get("chain"))]]
+        if len(fresh) < len(records):
+            log.warning(
+                "audit replay: %d spooled records were already stored, not written twice", len(records) - len(fresh)
+            )
+        return fresh
+
     async def _replay(self) -> None:
         """Move the spool into Redis, in order; stay in spool mode if Redis is still down."""
         self._next_try = time.monotonic() + RETRY_S
         try:
             await self.redis.ping()
             lines = self.spool_path.read_bytes().splitlines() if self.spool_path.exists() else []
-            records = [orjson.loads(x) for x in lines if x.strip()]
+            records = await self._not_yet_stored([orjson.loads(x) for x in lines if x.strip()])
             for i in range(0, len(records), BATCH):
                 await self._append(records[i : i + BATCH])
         except Exception as exc:  # still down (or spool unreadable): try again later
