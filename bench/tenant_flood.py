@@ -71,6 +71,7 @@ async def quiet_p50(client: httpx.AsyncClient, requests: int, offset: int) -> tu
 
 async def run(args: argparse.Namespace, gateway: Gateway) -> None:
     async with httpx.AsyncClient(base_url=gateway.url, timeout=120) as client:
+        await asyncio.sleep(args.settle)  # the worker processes load spaCy (short texts use threads until then)
         await quiet_p50(client, 10, 9000)  # warm-up
         idle, idle_err = await quiet_p50(client, args.requests, 0)
         stop = asyncio.Event()
@@ -92,7 +93,10 @@ async def run(args: argparse.Namespace, gateway: Gateway) -> None:
         loaded, loaded_err = await quiet_p50(client, args.requests, 5000)
         stop.set()
         await asyncio.gather(*tasks)
-    print(f"per-key workers: {args.per_key_workers or 'all'}; flood: {args.flood} x {args.messages} messages")
+    where = "threads" if args.threads else "worker processes"
+    print(
+        f"analysis in {where}; per-key workers: {args.per_key_workers or 'all'}; flood: {args.flood} x {args.messages}"
+    )
     print(f"quiet key p50 idle: {idle:.1f} ms ({idle_err} errors)")
     print(f"quiet key p50 while the other key floods: {loaded:.1f} ms ({loaded_err} errors)")
     print(
@@ -106,13 +110,15 @@ def main() -> None:
     ap.add_argument("--flood", type=int, default=2, help="flood requests in flight at once")
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--per-key-workers", type=int)
+    ap.add_argument("--settle", type=float, default=25.0, help="seconds for the worker processes to load")
+    ap.add_argument("--threads", action="store_true", help="short texts in threads of the gateway (the old way)")
     args = ap.parse_args()
     redis = RedisProc().start()
     standin = Standin()
-    pii = {
-        "long_text_processes": 0,
-        **({"analysis_workers_per_key": args.per_key_workers} if args.per_key_workers else {}),
-    }
+    # the gateway's default: 2 worker processes, short texts there once they have loaded
+    pii: dict = {"long_text_processes": 2, "short_texts_in_processes": not args.threads}
+    if args.per_key_workers:
+        pii["analysis_workers_per_key"] = args.per_key_workers
     gateway = Gateway(
         gateway_config(
             {"model": "openai/mixtral", "api_base": f"{standin.url}/v1"}, redis_url=redis.url, extra={"pii": pii}

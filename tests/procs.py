@@ -197,7 +197,9 @@ def gateway_config(
             "admin_key": Gateway.ADMIN,
             "audit": {"spool_path": str(Path(tempfile.mkdtemp(prefix="mg-spool-")) / "audit.spool")},
             # Worker processes for long texts load spaCy each: only the test of that path starts them.
-            "pii": {"long_text_processes": 0},
+            # French, German, Spanish and Italian recognizers add about 6 s to each start: the language
+            # tests (test_pii_languages.py) turn them on, the rest analyse English as production does.
+            "pii": {"long_text_processes": 0, "languages": []},
             "api_keys": [
                 {"key": Gateway.KEY, "app": "test-app", "id": "test-key"},
                 {"key": "sk-other-app-key", "app": "other-app", "id": "other-key"},

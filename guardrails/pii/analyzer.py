@@ -67,9 +67,9 @@ def _engine_version(spec: tuple[Any, ...] | None) -> str:
 #: Texts longer than this are split into chunks analysed in parallel worker processes (spaCy holds
 #: the GIL for much of its work, so threads barely overlap; processes do).
 CHUNK_CHARS = 2000
-#: Characters of short texts analysed in one thread job: small enough that a job whose request gave up
+#: Characters of short texts analysed in one job: small enough that a job whose request gave up
 #: ends within tens of milliseconds, large enough that ten-word messages do not pay a hop each.
-JOB_CHARS = 4000
+JOB_CHARS = 1500
 CHUNK_OVERLAP = 80
 _WORKER: PiiAnalyzer | None = None
 
@@ -92,17 +92,26 @@ def _worker_init(spec: tuple[Any, ...]) -> None:
 
 
 def engine_from_spec(spec: tuple[Any, ...]) -> Any:
-    """A Presidio engine from (spaCy model, recognizer names, custom recognizer dicts)."""
+    """A Presidio engine from (spaCy model, recognizer names, custom recognizer dicts[, languages])."""
     from .engine import build_analyzer
 
-    spacy_model, enabled, customs = spec
-    return build_analyzer(spacy_model, set(enabled), [custom_recognizer(CustomRecognizer(**c)) for c in customs])
+    spacy_model, enabled, customs, *rest = spec  # rest: the languages besides English (all when absent)
+    extra = [custom_recognizer(CustomRecognizer(**c)) for c in customs]
+    if rest:
+        return build_analyzer(spacy_model, set(enabled), extra, languages=("en", *rest[0]))
+    return build_analyzer(spacy_model, set(enabled), extra)
 
 
 def _worker_analyze(text: str, entities: list[str] | None) -> list[tuple[int, int, str, float]]:
     """Analyse a chunk of an already normalized text (offsets stay the chunk's own)."""
     assert _WORKER is not None
     return [(x.start, x.end, x.entity, x.score) for x in _WORKER._analyze_normalized(text, entities)]
+
+
+def _worker_batch(texts: list[str], entities: list[str] | None) -> list[list[tuple[int, int, str, float]]]:
+    """Analyse whole texts (normalized here, spans in each text's own offsets)."""
+    assert _WORKER is not None
+    return [[(x.start, x.end, x.entity, x.score) for x in _WORKER.analyze_sync(t, entities)] for t in texts]
 
 
 def _to_original(norm: Normalized, spans: list[Span]) -> list[Span]:
@@ -211,6 +220,7 @@ class PiiAnalyzer:
         processes: int = 0,
         long_text_chars: int = 2 * CHUNK_CHARS,
         per_key_workers: int | None = None,
+        short_texts_in_processes: bool = True,
     ) -> None:
         """`spec` (spacy model, recognizer names, custom recognizer dicts) lets `processes` worker
         processes rebuild the same engine for texts longer than `long_text_chars`."""
@@ -219,6 +229,10 @@ class PiiAnalyzer:
         self.spec = spec
         self.processes = processes if spec is not None else 0
         self.long_text_chars = long_text_chars
+        #: short texts too go to the worker processes once they are ready: spaCy and Presidio hold the
+        #: GIL, and analysis in threads of the gateway process slows its event loop, every request's
+        #: I/O included (one key's flood made another key's small request 35x slower)
+        self.short_texts_in_processes = short_texts_in_processes
         self._procs: Any = None
         self.redis = redis
         self.prefix = prefix
@@ -382,9 +396,16 @@ class PiiAnalyzer:
         long = [i for i, x in enumerate(is_long) if x]
         jobs: list[Awaitable[Any]] = [self._analyze_long(texts[i], entities, tenant) for i in long]
         batches = _batches([i for i, x in enumerate(is_long) if not x], texts)
-        jobs += [
-            self.queue.run(tenant, self.pool, self._analyze_batch, [texts[i] for i in b], entities) for b in batches
-        ]
+        if use_processes and self.short_texts_in_processes:
+            pool = self._process_pool()
+            jobs += [
+                self._spans_of(self.process_queue.run(tenant, pool, _worker_batch, [texts[i] for i in b], entities))
+                for b in batches
+            ]
+        else:
+            jobs += [
+                self.queue.run(tenant, self.pool, self._analyze_batch, [texts[i] for i in b], entities) for b in batches
+            ]
         results: list[Any] = await asyncio.gather(*jobs)
         out: list[list[Span]] = [[] for _ in texts]
         for i, spans in zip(long, results):
@@ -393,6 +414,10 @@ class PiiAnalyzer:
             for i, spans in zip(batch, found):
                 out[i] = spans
         return out
+
+    @staticmethod
+    async def _spans_of(job: Awaitable[list[list[tuple[int, int, str, float]]]]) -> list[list[Span]]:
+        return [[Span(*t) for t in found] for found in await job]
 
     async def _analyze_long(self, text: str, entities: list[str] | None, tenant: str) -> list[Span]:
         pool = self._process_pool()

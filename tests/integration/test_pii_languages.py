@@ -41,7 +41,11 @@ def lang_gateway(redis_server):
     assertions read what the backend received."""
     s = Standin()
     g = Gateway(
-        gateway_config({"model": "openai/mixtral", "api_base": f"{s.url}/v1"}, redis_url=redis_server.url),
+        gateway_config(
+            {"model": "openai/mixtral", "api_base": f"{s.url}/v1"},
+            redis_url=redis_server.url,
+            extra={"pii": {"long_text_processes": 0}},  # the default languages: fr, de, es, it
+        ),
         env={"MIXGUARD_VAULT_KEY": "test-vault-passphrase"},
     )
     yield g, s

