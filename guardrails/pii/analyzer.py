@@ -70,6 +70,9 @@ CHUNK_CHARS = 2000
 #: Characters of short texts analysed in one job: small enough that a job whose request gave up
 #: ends within tens of milliseconds, large enough that ten-word messages do not pay a hop each.
 JOB_CHARS = 1500
+#: A request with more characters to analyse than this is bulk work: its jobs never take the last
+#: free worker (fair_queue.py), so small requests of other keys do not wait behind it.
+BULK_CHARS = 20_000
 CHUNK_OVERLAP = 80
 _WORKER: PiiAnalyzer | None = None
 
@@ -394,17 +397,21 @@ class PiiAnalyzer:
         use_processes = bool(self.processes) and self._processes_ready()
         is_long = [use_processes and len(t) > self.long_text_chars for t in texts]
         long = [i for i, x in enumerate(is_long) if x]
-        jobs: list[Awaitable[Any]] = [self._analyze_long(texts[i], entities, tenant) for i in long]
+        bulk = sum(len(t) for t in texts) > BULK_CHARS
+        jobs: list[Awaitable[Any]] = [self._analyze_long(texts[i], entities, tenant, bulk) for i in long]
         batches = _batches([i for i, x in enumerate(is_long) if not x], texts)
         if use_processes and self.short_texts_in_processes:
             pool = self._process_pool()
             jobs += [
-                self._spans_of(self.process_queue.run(tenant, pool, _worker_batch, [texts[i] for i in b], entities))
+                self._spans_of(
+                    self.process_queue.run(tenant, pool, _worker_batch, [texts[i] for i in b], entities, bulk=bulk)
+                )
                 for b in batches
             ]
         else:
             jobs += [
-                self.queue.run(tenant, self.pool, self._analyze_batch, [texts[i] for i in b], entities) for b in batches
+                self.queue.run(tenant, self.pool, self._analyze_batch, [texts[i] for i in b], entities, bulk=bulk)
+                for b in batches
             ]
         results: list[Any] = await asyncio.gather(*jobs)
         out: list[list[Span]] = [[] for _ in texts]
@@ -419,14 +426,14 @@ class PiiAnalyzer:
     async def _spans_of(job: Awaitable[list[list[tuple[int, int, str, float]]]]) -> list[list[Span]]:
         return [[Span(*t) for t in found] for found in await job]
 
-    async def _analyze_long(self, text: str, entities: list[str] | None, tenant: str) -> list[Span]:
+    async def _analyze_long(self, text: str, entities: list[str] | None, tenant: str, bulk: bool = False) -> list[Span]:
         pool = self._process_pool()
         # Chunked after normalizing: hidden characters cannot stretch a value past the overlap.
         norm = normalize(text)
         # At least one chunk per process (a 2,000-character text in two halves), at most CHUNK_CHARS.
         chunks = split_chunks(norm.text, min(CHUNK_CHARS, max(600, -(-len(norm.text) // max(1, self.processes)))))
         parts = await asyncio.gather(
-            *(self.process_queue.run(tenant, pool, _worker_analyze, c, entities) for _, c in chunks)
+            *(self.process_queue.run(tenant, pool, _worker_analyze, c, entities, bulk=bulk) for _, c in chunks)
         )
         best: dict[tuple[int, int, str], float] = {}
         for (offset, _), spans in zip(chunks, parts):

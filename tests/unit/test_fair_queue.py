@@ -167,3 +167,30 @@ def test_short_texts_go_to_the_worker_processes_once_they_are_ready() -> None:
         assert not [s for s in found[1] if s.entity == "EMAIL_ADDRESS"]
     finally:
         analyzer.close()
+
+
+def test_bulk_work_leaves_a_worker_free_for_small_requests() -> None:
+    async def main() -> tuple[int, float, float]:
+        queue, pool = FairQueue(2), ThreadPoolExecutor(2)
+        busy, peak, lock = [0], [0], threading.Lock()
+        first_bulk_end: list[float] = []
+
+        def bulk_job() -> None:
+            with lock:
+                busy[0] += 1
+                peak[0] = max(peak[0], busy[0])
+            time.sleep(0.2)
+            with lock:
+                busy[0] -= 1
+                first_bulk_end.append(time.monotonic())
+
+        flood = [asyncio.ensure_future(queue.run("noisy", pool, bulk_job, bulk=True)) for _ in range(4)]
+        await asyncio.sleep(0.02)
+        quiet_start = await queue.run("quiet", pool, time.monotonic)
+        await asyncio.gather(*flood)
+        pool.shutdown()
+        return peak[0], quiet_start, min(first_bulk_end)
+
+    peak, quiet_start, first_end = asyncio.run(main())
+    assert peak == 1  # bulk jobs never take the last of two workers
+    assert quiet_start < first_end  # the small job did not wait for a bulk job to finish
