@@ -51,6 +51,10 @@ def _serve(args: argparse.Namespace) -> int:
     except EmbeddingModelMissing as exc:
         print(f"mixguard: a policy has semantic topic rules, but {exc}", file=sys.stderr)
         return 2
+    # The event loop shares the GIL with the analysis threads (spaCy and Presidio hold it): a 1 ms
+    # switch interval instead of Python's 5 ms bounds how long /health/live or a small request
+    # waits for it at each hand-over while a long text is analysed.
+    sys.setswitchinterval(0.001)
     uvicorn.run(
         app,
         host=args.host,

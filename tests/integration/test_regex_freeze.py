@@ -46,6 +46,15 @@ def test_catastrophic_patterns_do_not_stall_the_gateway(redis_server, tmp_path):
         )
     )
     try:
+        # One ordinary request first: what any first request pays once (lazy imports, first use of
+        # each recognizer) is not what this test is about.
+        warm = httpx.post(
+            g.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {Gateway.KEY}"},
+            json={"model": "mixtral", "messages": [{"role": "user", "content": "id 12345, call Ann Lee"}]},
+            timeout=60,
+        )
+        assert warm.status_code == 200
         results: list[int] = []
 
         def attack() -> None:  # on the input, and (the stand-in echoes) on the model's output
