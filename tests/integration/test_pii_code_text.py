@@ -10,7 +10,7 @@ import json
 import openai
 import pytest
 
-from procs import Gateway
+from procs import Gateway, Standin, gateway_config
 
 CODE_QUESTION = (
     "Ana Lucía Quispe asked me why this raises. Can you explain?\n"
@@ -37,11 +37,22 @@ def _client(g: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=g.url + "/v1", api_key=Gateway.KEY, max_retries=0, timeout=60)
 
 
-@pytest.fixture
-def standin(primary):
-    if not primary.standin:
-        pytest.skip("reads what the backend received: needs the stand-in")
-    return primary.standin
+@pytest.fixture(scope="module")
+def standin():
+    """A stand-in of this module's own, whatever the primary is: the assertions read what the
+    backend received, which only a stand-in reports."""
+    s = Standin()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(redis_server, standin):
+    g = Gateway(
+        gateway_config({"model": "openai/mixtral", "api_base": f"{standin.url}/v1"}, redis_url=redis_server.url)
+    )
+    yield g
+    g.stop()
 
 
 def _seen(standin) -> str:
