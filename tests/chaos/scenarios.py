@@ -64,8 +64,17 @@ class Outcome:
 class Load:
     """`workers` threads sending PII-bearing chat requests until stopped; each outcome is kept."""
 
-    def __init__(self, gateway: Gateway, tag: str, workers: int = 4, timeout: float = 15.0, stream: bool = False):
+    def __init__(
+        self,
+        gateway: Gateway,
+        tag: str,
+        workers: int = 4,
+        timeout: float = 15.0,
+        stream: bool = False,
+        prompt: str = PROMPT,
+    ):
         self.gateway, self.tag, self.workers, self.timeout, self.stream = gateway, tag, workers, timeout, stream
+        self.prompt = prompt  # formatted with the request id: every prompt is fresh
         self.outcomes: list[Outcome] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -79,7 +88,10 @@ class Load:
 
     def one(self, client: httpx.Client) -> Outcome:
         rid = self._next_id()
-        body: dict[str, Any] = {"model": "mixtral", "messages": [{"role": "user", "content": PROMPT.format(i=rid)}]}
+        body: dict[str, Any] = {
+            "model": "mixtral",
+            "messages": [{"role": "user", "content": self.prompt.format(i=rid)}],
+        }
         start = time.monotonic()
         try:
             if self.stream:
@@ -320,30 +332,14 @@ def pii_worker_killed() -> Row:
     server = RedisProc().start()
     try:
         with stack(server.url, extra={"pii": {"long_text_processes": 2, "long_text_chars": 600}}) as (gw, _, _):
-            load = Load(gw, "pii-worker")
             long_prompt = PROMPT + " " + "The delivery was late and the box was damaged. " * 30
-
-            def one_long(client: httpx.Client) -> Outcome:
-                rid = load._next_id()
-                body = {"model": "mixtral", "messages": [{"role": "user", "content": long_prompt.format(i=rid)}]}
-                start = time.monotonic()
-                try:
-                    r = client.post("/v1/chat/completions", json=body, headers={**HEADERS, "x-request-id": rid})
-                    status, code = r.status_code, (_error_code(r.content) if r.status_code != 200 else None)
-                except httpx.HTTPError as exc:
-                    status, code = type(exc).__name__, None
-                out = Outcome(rid, status, time.monotonic() - start, time.monotonic(), code)
-                with load._lock:
-                    load.outcomes.append(out)
-                return out
-
-            load.one = one_long  # type: ignore[method-assign]
+            load = Load(gw, "pii-worker", prompt=long_prompt)
             deadline = time.monotonic() + 90
             while len(_pii_workers(gw)) < 2 and time.monotonic() < deadline:
                 time.sleep(0.5)
             time.sleep(5.0)  # each worker loads spaCy
             with httpx.Client(base_url=gw.url, timeout=60) as c:
-                one_long(c)
+                load.one(c)
             with load:
                 time.sleep(1.0)
                 killed = _kill_pii_worker(gw)
