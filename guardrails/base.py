@@ -46,7 +46,10 @@ class GuardContext:
     pii_detected: set[str] = field(default_factory=set)
     pii_allowed_values: dict[str, list[str]] = field(default_factory=dict)  # residency may still redact them
     pii_map: dict[str, str] = field(default_factory=dict)  # placeholder -> original value
+    pii_masked_text: str = ""  # the request's text parts as the model receives them (masked)
     pii_counts: dict[str, int] = field(default_factory=dict)
+    #: the answer scans of this request (they remember the values they replaced, for the audit record)
+    answer_ner: list[Any] = field(default_factory=list)
     residency_recorded: bool = False
 
 

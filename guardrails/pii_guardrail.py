@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from policies.store import PolicyStore
 
 from .base import ALLOW, Decision, GuardContext, Guardrail, Verdict
 from .pii.analyzer import AnalysisFailed, PiiAnalyzer
+from .pii.answer_ner import AnswerNer
 from .pii.national_ids import NATIONAL_ID_ENTITIES
 from .pii.placeholders import PLACEHOLDER, StreamRestorer
 from .pii.structure import Span, propagate_names
@@ -196,15 +198,17 @@ class PiiGuardrail(Guardrail):
             mapping = {ph: value for (_, value), ph in by_value.items()}
         else:
             by_value = {}
+        sent: list[str] = []
         for slot, plan in zip(slots, plans):
-            if not plan:
-                continue
             text = slot.text
             for s, action in reversed(plan):
                 value = text[s.start : s.end]
                 text = text[: s.start] + self._replacement(s.entity, value, action, by_value) + text[s.end :]
-            slot.write(text)
+            if plan:
+                slot.write(text)
+            sent.append(text)
         ctx.pii_map = mapping
+        ctx.pii_masked_text = "\n".join(sent)
         pii_counts: Counter[str] = Counter()
         for (e, _), n in [*counts.items(), *monitored.items()]:
             if e != "LITERAL":
@@ -226,14 +230,55 @@ class PiiGuardrail(Guardrail):
             return None
         restore = policy.restore and (policy.restore_on_fallback or not self.is_hosted(ctx.backend))
         mapping = ctx.pii_map if restore else {}
-        scan = hold = None
-        if policy.output_action == "redact":
+        scan = hold = ner = None
+        if policy.output_action != "allow":
             scan = self._invented_pii_scanner(ctx, policy)
-            names = not set(policy.output_entities) <= set(STRUCTURED)
-            hold = _hold_name_and_identifier_tail if names else _hold_identifier_tail
+            ner = self._answer_ner(ctx, policy)
+            hold = _hold_name_and_identifier_tail if ner is not None else _hold_identifier_tail
         if not mapping and scan is None:
             return None
-        return StreamRestorer(mapping, scan, hold)
+        return StreamRestorer(mapping, scan, hold, ner)
+
+    def _answer_ner(self, ctx: GuardContext, policy: PiiPolicy) -> AnswerNer | None:
+        """Names, places and addresses in the answer (NER and the rest of the analyzer), replaced
+        per `output_action`; None when the policy's output entities are all structured."""
+        entities = [e for e in policy.output_entities if e not in STRUCTURED and policy.rule(e).action != "allow"]
+        if not entities:
+            return None
+        allow = {a.lower() for a in policy.allow_list}
+        wanted = set(entities)
+        # the caller's own values (masked or allowed in this request) are theirs to read back
+        callers_own = set(ctx.pii_map.values()) | {v for vs in ctx.pii_allowed_values.values() for v in vs}
+        analyzer, timeout = self.analyzer, policy.analyze_timeout_s
+
+        async def analyze(text: str) -> list[Span]:
+            return (await analyzer.analyze_many([text], entities, timeout, ctx.key_id))[0]
+
+        sent = ctx.pii_masked_text
+
+        def keep(s: Span, value: str) -> bool:
+            return (
+                s.entity in wanted
+                and s.score >= (policy.rule(s.entity).threshold or 0)
+                and value.strip().lower() not in allow
+                and not _callers_own(value, callers_own)
+                and not _judged_in_request(value, sent)
+            )
+
+        def on_replace(s: Span) -> None:
+            ctx.decisions.append(
+                Decision("pii", f"pii.output.{s.entity}", policy.output_action, s.score, "enforce", {})
+            )
+
+        ner = AnswerNer(
+            lambda text: analyze(text) if not _judged_in_request(text, sent) else _no_spans(),
+            lambda text: analyzer.analyze_sync(text, entities),
+            keep,
+            lambda entity: _output_replacement(policy.output_action, entity),
+            on_replace,
+        )
+        ctx.answer_ner.append(ner)
+        return ner
 
     def answered(self, ctx: GuardContext, texts: list[str]) -> None:
         """Analyse the answer the caller just received, in the background: it comes back as the
@@ -251,17 +296,26 @@ class PiiGuardrail(Guardrail):
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failed prewarm is only a cache miss
 
     def audit_redactor(self, ctx: GuardContext) -> Callable[[str], str] | None:
-        """For the audit record: the model's raw answer with invented identifiers redacted."""
+        """For the audit record: the model's raw answer with invented identifiers redacted, and
+        the names the answer scan replaced for the caller."""
         policy = self._policy(ctx)
-        return self._invented_pii_scanner(ctx, policy, record=False) if policy.enabled else None
+        if not policy.enabled:
+            return None
+        scan = self._invented_pii_scanner(ctx, policy, record=False)
+
+        def redact(text: str) -> str:
+            for ner in ctx.answer_ner:
+                text = ner.redact_recorded(text)
+            return scan(text)
+
+        return redact
 
     def _invented_pii_scanner(self, ctx: GuardContext, policy: PiiPolicy, record: bool = True) -> Callable[[str], str]:
         allow = {a.lower() for a in policy.allow_list}
-        entities = [e for e in policy.output_entities if policy.rule(e).action != "allow"]
-        structured_only = set(entities) <= set(STRUCTURED)
+        entities = [e for e in policy.output_entities if e in STRUCTURED and policy.rule(e).action != "allow"]
 
         def scan(text: str) -> str:
-            if structured_only and not any(c.isdigit() or c in "@\uff20\ufe6b" for c in text):
+            if not any(c.isdigit() or c in "@\uff20\ufe6b" for c in text):
                 return text
             spans = [
                 s
@@ -271,12 +325,61 @@ class PiiGuardrail(Guardrail):
                 and not PLACEHOLDER.search(text[s.start : s.end])
             ]
             for s in reversed(_select(spans)):
-                text = text[: s.start] + f"[REDACTED:{s.entity}]" + text[s.end :]
+                text = text[: s.start] + _output_replacement(policy.output_action, s.entity) + text[s.end :]
                 if record:
-                    ctx.decisions.append(Decision("pii", f"pii.output.{s.entity}", "redact", s.score, "enforce", {}))
+                    ctx.decisions.append(
+                        Decision("pii", f"pii.output.{s.entity}", policy.output_action, s.score, "enforce", {})
+                    )
             return text
 
         return scan
+
+
+def _callers_own(value: str, own: set[str]) -> bool:
+    """Whether a name in the answer is made of the caller's own values ("Ms Okonkwo" for the
+    caller's "Adaeze Okonkwo"): theirs to read back, not a name the model brought."""
+    words = [w for w in value.replace(".", " ").split() if w.lower() not in _TITLES]
+    return bool(words) and (value.strip() in own or all(any(w in v.split() for v in own) for w in words))
+
+
+_TITLES = {
+    "mr",
+    "mrs",
+    "ms",
+    "mx",
+    "miss",
+    "dr",
+    "prof",
+    "sir",
+    "madam",
+    "dame",
+    "herr",
+    "frau",
+    "mme",
+    "mlle",
+    "sr",
+    "sra",
+}
+
+
+def _judged_in_request(value: str, sent: str) -> bool:
+    """Whether `value` stands, unmasked and whole, in the request as the model received it: the input
+    analysis judged it there, with all its context ("Cordialement" closing a French letter, a name the
+    policy allows), and one decision holds for the conversation. Quoting the request is no invention."""
+    v = value.strip()
+    if not v or v not in sent:
+        return False
+    return re.search(rf"(?<!\w){re.escape(v)}(?!\w)", sent) is not None
+
+
+async def _no_spans() -> list[Span]:
+    return []
+
+
+def _output_replacement(action: str, entity: str) -> str:
+    """What a value the model wrote becomes: `[REDACTED:PERSON]` (redact) or `<PERSON>` (mask, as
+    Presidio's replace operator writes it; never a placeholder of the vault, so nothing restores it)."""
+    return f"<{entity}>" if action == "mask" else f"[REDACTED:{entity}]"
 
 
 def _word_start(text: str, cut: int) -> int:

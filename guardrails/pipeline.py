@@ -31,6 +31,24 @@ class _Chain:
             carry = (f.feed(carry) if carry else "") + f.flush()
         return carry
 
+    async def atext(self, value: str) -> str:
+        """As text(), for filters that analyse off the event loop (the answer's names)."""
+        for f in self.filters:
+            value = await f.atext(value) if hasattr(f, "atext") else f.text(value)
+        return value
+
+    async def aflush(self) -> str:
+        carry = ""
+        for f in self.filters:
+            released = f.feed(carry) if carry else ""
+            carry = released + (await f.aflush() if hasattr(f, "aflush") else f.flush())
+        return carry
+
+    def close(self) -> None:
+        for f in self.filters:
+            if hasattr(f, "close"):
+                f.close()
+
 
 class Pipeline:
     def __init__(self, guardrails: Iterable[Guardrail] = ()) -> None:
@@ -139,7 +157,7 @@ class Pipeline:
         return _Chain(filters) if filters else None
 
     @staticmethod
-    def apply_to_response(chain: _Chain | None, kind: str, data: dict[str, Any]) -> None:
+    async def apply_to_response(chain: _Chain | None, kind: str, data: dict[str, Any]) -> None:
         """Rewrite a non-streamed chat or text completion in place."""
         if chain is None:
             return
@@ -147,13 +165,13 @@ class Pipeline:
             if kind == "chat":
                 msg = choice.get("message") or {}
                 if isinstance(msg.get("content"), str):
-                    msg["content"] = chain.text(msg["content"])
+                    msg["content"] = await chain.atext(msg["content"])
                 for call in msg.get("tool_calls") or []:
                     fn = call.get("function") or {}
                     if isinstance(fn.get("arguments"), str):
-                        fn["arguments"] = chain.text(fn["arguments"])
+                        fn["arguments"] = await chain.atext(fn["arguments"])
             elif isinstance(choice.get("text"), str):
-                choice["text"] = chain.text(choice["text"])
+                choice["text"] = await chain.atext(choice["text"])
 
     @staticmethod
     async def apply_to_stream(
@@ -173,31 +191,35 @@ class Pipeline:
                 c = chains[key] = chain_factory()
             return c
 
-        async for ev in events:
-            for choice in ev.get("choices") or []:
-                idx = choice.get("index", 0)
-                if kind == "chat":
-                    delta = choice.get("delta") or {}
-                    if isinstance(delta.get("content"), str):
-                        delta["content"] = chain_for((idx, -1)).feed(delta["content"])
-                    for call in delta.get("tool_calls") or []:
-                        fn = call.get("function") or {}
-                        if isinstance(fn.get("arguments"), str):
-                            fn["arguments"] = chain_for((idx, call.get("index", 0))).feed(fn["arguments"])
-                    if choice.get("finish_reason"):
-                        rest = chains.pop((idx, -1)).flush() if (idx, -1) in chains else ""
-                        if rest:
-                            delta["content"] = (delta.get("content") or "") + rest
-                        for key in [k for k in chains if k[0] == idx]:
-                            tail = chains.pop(key).flush()
-                            if tail:
-                                delta.setdefault("tool_calls", []).append(
-                                    {"index": key[1], "function": {"arguments": tail}}
-                                )
-                        choice["delta"] = delta
-                else:
-                    if isinstance(choice.get("text"), str):
-                        choice["text"] = chain_for((idx, -1)).feed(choice["text"])
-                    if choice.get("finish_reason") and (idx, -1) in chains:
-                        choice["text"] = (choice.get("text") or "") + chains.pop((idx, -1)).flush()
-            yield ev
+        try:
+            async for ev in events:
+                for choice in ev.get("choices") or []:
+                    idx = choice.get("index", 0)
+                    if kind == "chat":
+                        delta = choice.get("delta") or {}
+                        if isinstance(delta.get("content"), str):
+                            delta["content"] = chain_for((idx, -1)).feed(delta["content"])
+                        for call in delta.get("tool_calls") or []:
+                            fn = call.get("function") or {}
+                            if isinstance(fn.get("arguments"), str):
+                                fn["arguments"] = chain_for((idx, call.get("index", 0))).feed(fn["arguments"])
+                        if choice.get("finish_reason"):
+                            rest = await chains.pop((idx, -1)).aflush() if (idx, -1) in chains else ""
+                            if rest:
+                                delta["content"] = (delta.get("content") or "") + rest
+                            for key in [k for k in chains if k[0] == idx]:
+                                tail = await chains.pop(key).aflush()
+                                if tail:
+                                    delta.setdefault("tool_calls", []).append(
+                                        {"index": key[1], "function": {"arguments": tail}}
+                                    )
+                            choice["delta"] = delta
+                    else:
+                        if isinstance(choice.get("text"), str):
+                            choice["text"] = chain_for((idx, -1)).feed(choice["text"])
+                        if choice.get("finish_reason") and (idx, -1) in chains:
+                            choice["text"] = (choice.get("text") or "") + await chains.pop((idx, -1)).aflush()
+                yield ev
+        finally:
+            for c in chains.values():  # the caller went away: no analysis runs on for it
+                c.close()

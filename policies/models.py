@@ -80,11 +80,25 @@ class PiiPolicy(_Strict):
     )
     restore: bool = True
     restore_on_fallback: bool = True
-    output_action: Literal["redact", "mask", "allow"] = "redact"
+    output_action: Literal["redact", "mask", "allow"] = Field(
+        default="redact",
+        description="what becomes of PII the model writes in its answer (invented, or repeated from an allowed "
+        "context): redact -> [REDACTED:TYPE], mask -> <TYPE>, allow -> kept; placeholders are restored either way",
+    )
     output_entities: list[str] = Field(
-        default_factory=lambda: ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS"],
-        description="entity types the model may not invent in its answer (output_action applies to them); "
-        "PERSON and LOCATION use the gazetteer and cue recognizers, fast enough for streams",
+        default_factory=lambda: [
+            "PERSON",
+            "STREET_ADDRESS",
+            "EMAIL_ADDRESS",
+            "PHONE_NUMBER",
+            "CREDIT_CARD",
+            "IBAN_CODE",
+            "US_SSN",
+            "IP_ADDRESS",
+        ],
+        description="entity types output_action applies to in answers: structured identifiers by pattern as "
+        "text streams, names, places and addresses (PERSON, LOCATION, STREET_ADDRESS, ...) by the analyzer "
+        "with NER, off the event loop; values in allow_list are kept",
     )
     analyze_timeout_s: float = Field(default=10.0, gt=0)
     mode: Mode = Field(default="enforce", description="default mode of every entity rule")

@@ -385,7 +385,7 @@ class Gateway:
     async def _guard_output(self, ex: Exchange, data: dict[str, Any]) -> None:
         """Output filters (restore, redact invented PII) and output rules on a whole answer."""
         ctx, kind = ex.guard, ex.kind
-        self.pipeline.apply_to_response(self.pipeline.output_chain(ctx), kind, data)
+        await self.pipeline.apply_to_response(self.pipeline.output_chain(ctx), kind, data)
         for choice in data.get("choices") or []:
             msg = choice.get("message") if kind == "chat" else None
             text = (msg or {}).get("content") if kind == "chat" else choice.get("text")

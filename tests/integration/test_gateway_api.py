@@ -42,15 +42,23 @@ def test_request_id_from_client_is_propagated(gateway):
 
 
 def test_chat_streaming_ends_with_usage_and_done(gateway, client, primary):
-    chunks = list(
-        client.chat.completions.create(
-            model="mixtral",
-            messages=[{"role": "user", "content": "Stream these few words back"}],
-            stream=True,
-            stream_options={"include_usage": True},
-            max_tokens=64,
+    # At a model's pace: the answer's names are analysed between tokens (a backend that sends all
+    # six tokens within a millisecond gets them back in one piece, after one analysis).
+    if primary.standin:
+        primary.standin.configure(token_ms=10.0)
+    try:
+        chunks = list(
+            client.chat.completions.create(
+                model="mixtral",
+                messages=[{"role": "user", "content": "Stream these few words back"}],
+                stream=True,
+                stream_options={"include_usage": True},
+                max_tokens=64,
+            )
         )
-    )
+    finally:
+        if primary.standin:
+            primary.standin.configure(token_ms=0.0)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert any(c.choices and c.choices[0].finish_reason for c in chunks)
