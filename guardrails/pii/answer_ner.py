@@ -22,6 +22,10 @@ from .structure import Span
 RIGHT_CONTEXT_WORDS = 2
 #: Left context (already released text) given to the analyzer with each streamed segment.
 LEFT_CONTEXT_CHARS = 160
+#: While a segment is analysed, a stream's next segment waits until it is this long (then it goes to
+#: another worker), and at most MAX_IN_FLIGHT segments are analysed at once.
+SEGMENT_CHARS = 600
+MAX_IN_FLIGHT = 2
 #: A capitalised run is held at most this long (a title-case list must not stall the stream).
 MAX_HOLD_CHARS = 240
 

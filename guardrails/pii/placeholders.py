@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from . import answer_ner  # a module, not its names: it imports this one
@@ -50,8 +51,8 @@ class StreamRestorer:
         self.hold = hold
         self.ner = ner
         self.buf = ""
-        self._pending: asyncio.Future[str] | None = None
-        self._context = ""  # the end of what was released (scanned, before restore): NER's left context
+        self._pending: deque[asyncio.Future[str]] = deque()  # segments being analysed, in stream order
+        self._context = ""  # the end of the text before the next segment: the analysis's left context
 
     def _split(self, text: str) -> int:
         cut = len(text)
@@ -68,12 +69,9 @@ class StreamRestorer:
         if self.scan is not None and seg:
             seg = self.scan(seg)
         if self.ner is not None and seg:
-            seg = self._accept(self.ner.rewrite_sync(self._context, seg))
+            context, self._context = self._context, (self._context + seg)[-answer_ner.LEFT_CONTEXT_CHARS :]
+            seg = self.ner.rewrite_sync(context, seg)
         return restore_text(seg, self.mapping)
-
-    def _accept(self, seg: str) -> str:
-        self._context = (self._context + seg)[-answer_ner.LEFT_CONTEXT_CHARS :]
-        return seg
 
     def text(self, value: str) -> str:
         return self._release(value)
@@ -92,46 +90,58 @@ class StreamRestorer:
             out, self.buf = self.buf[:cut], self.buf[cut:]
             return self._release(out)
         released = ""
-        if self._pending is not None:
-            if not self._pending.done():
-                return ""  # the segment before is still being analysed: this text joins the next one
-            released = self._accept(self._pending.result())
-            self._pending = None
+        while self._pending and self._pending[0].done():  # analysed segments leave in order
+            released += self._pending.popleft().result()
+        # While segments are analysed, the stream collects the next one: a short one waits, a long one
+        # (a fast backend) goes to another worker, up to answer_ner.MAX_IN_FLIGHT at a time.
+        if self._pending and (
+            len(self.buf) < answer_ner.SEGMENT_CHARS or len(self._pending) >= answer_ner.MAX_IN_FLIGHT
+        ):
+            return restore_text(released, self.mapping)
         cut = self._split(self.buf)
         seg, self.buf = self.buf[:cut], self.buf[cut:]
         if seg and self.scan is not None:
             seg = self.scan(seg)
-        if seg and answer_ner.has_capital(seg):
+        if not seg:
+            return restore_text(released, self.mapping)
+        context, self._context = self._context, (self._context + seg)[-answer_ner.LEFT_CONTEXT_CHARS :]
+        if answer_ner.has_capital(seg):
             try:
                 asyncio.get_running_loop()
             except RuntimeError:  # no event loop (a script): analyse here
-                released += self._accept(self.ner.rewrite_sync(self._context, seg))
+                released += self.ner.rewrite_sync(context, seg)
             else:
-                self._pending = asyncio.ensure_future(self.ner.rewrite(self._context, seg))
+                self._pending.append(asyncio.ensure_future(self.ner.rewrite(context, seg)))
+        elif self._pending:  # nothing to analyse, but it must not overtake the segments before it
+            done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            done.set_result(seg)
+            self._pending.append(done)
         else:
-            released += self._accept(seg)
+            released += seg
         return restore_text(released, self.mapping)
 
     def flush(self) -> str:
-        if self._pending is not None:
+        if self._pending:
             raise RuntimeError("a segment is still being analysed: use aflush()")
         out, self.buf = self.buf, ""
         return self._release(out)
 
     async def aflush(self) -> str:
         released = ""
-        if self._pending is not None:
-            released = self._accept(await self._pending)
-            self._pending = None
         seg, self.buf = self.buf, ""
         if seg and self.scan is not None:
             seg = self.scan(seg)
-        if seg and self.ner is not None:
-            seg = self._accept(await self.ner.rewrite(self._context, seg))
+        last: Awaitable[str] | None = None
+        if seg and self.ner is not None:  # analysed while the segments before it finish
+            last = asyncio.ensure_future(self.ner.rewrite(self._context, seg))
+            self._context = (self._context + seg)[-answer_ner.LEFT_CONTEXT_CHARS :]
+        while self._pending:
+            released += await self._pending.popleft()
+        if last is not None:
+            seg = await last
         return restore_text(released + seg, self.mapping)
 
     def close(self) -> None:
         """Cancel an analysis still running (the caller went away)."""
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
+        while self._pending:
+            self._pending.popleft().cancel()

@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -14,6 +17,7 @@ import numpy as np
 from policies.models import TopicPolicy, TopicRule
 
 from ..linear_regex import compile_linear
+from .onnx_encoder import CACHE_DIR
 
 Encoder = Callable[[str], np.ndarray]
 
@@ -89,6 +93,31 @@ class _CompiledRule:
         return 0.0, "none", ""
 
 
+def _params_path(key: str) -> Path:
+    return Path(os.path.expanduser(os.environ.get("MIXGUARD_CACHE_DIR") or CACHE_DIR)) / f"topic-mlp-{key}.npz"
+
+
+def _load_params(key: str) -> list[np.ndarray] | None:
+    try:
+        with np.load(_params_path(key), allow_pickle=False) as z:
+            return [z[f"p{i}"] for i in range(4)]
+    except Exception:  # not cached yet, or unreadable: train
+        return None
+
+
+def _store_params(key: str, params: list[np.ndarray]) -> None:
+    """Written atomically (concurrent starts never read half a file); a read-only disk only costs the cache."""
+    path = _params_path(key)
+    tmp = path.with_name(f".{path.stem}-{os.getpid()}.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.savez(f, p0=params[0], p1=params[1], p2=params[2], p3=params[3])
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
 class _MlpClassifier:
     """A small neural network over sentence embeddings (one hidden layer of 128 ReLU units, one
     output class per deny topic plus a neutral class), trained when a policy loads on the deny
@@ -107,14 +136,27 @@ class _MlpClassifier:
     def __init__(self, classes: list[np.ndarray]) -> None:
         x = np.concatenate(classes).astype(np.float32)
         y = np.concatenate([np.full(len(c), i) for i, c in enumerate(classes)])
-        onehot = np.eye(len(classes), dtype=np.float32)[y]
+        # Training is seeded, so the same examples always give the same network: it is kept on disk
+        # (about 3 s saved on every start, every replica and every test gateway after the first).
+        key = hashlib.sha256(
+            repr((self.HIDDEN, self.STEPS, self.LR, self.L2, self.SEED, x.shape)).encode() + x.tobytes() + y.tobytes()
+        ).hexdigest()[:24]
+        cached = _load_params(key)
+        if cached is not None:
+            self.w1, self.b1, self.w2, self.b2 = cached
+            return
+        self._train(x, y, len(classes))
+        _store_params(key, [self.w1, self.b1, self.w2, self.b2])
+
+    def _train(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> None:
+        onehot = np.eye(n_classes, dtype=np.float32)[y]
         rng = np.random.default_rng(self.SEED)
         w1 = (rng.normal(0.0, 3.0 / np.sqrt(x.shape[1]), (x.shape[1], self.HIDDEN))).astype(np.float32)
         params = [
             w1,
             np.zeros(self.HIDDEN, np.float32),
-            np.zeros((self.HIDDEN, len(classes)), np.float32),
-            np.zeros(len(classes), np.float32),
+            np.zeros((self.HIDDEN, n_classes), np.float32),
+            np.zeros(n_classes, np.float32),
         ]
         m1 = [np.zeros_like(p) for p in params]
         m2 = [np.zeros_like(p) for p in params]

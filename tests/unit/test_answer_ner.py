@@ -69,7 +69,7 @@ def test_a_name_split_over_chunks_is_found_whole_for_every_split():
 def test_whole_answer_is_analysed_once():
     a = FakeAnalyzer()
     assert asyncio.run(StreamRestorer(MAPPING, ner=_ner(a)).atext(ANSWER)) == EXPECTED
-    assert len(a.calls) == 1
+    assert len(a.calls) == 1  # short: one analysis
 
 
 def test_text_without_capitals_is_released_at_once_without_analysis():

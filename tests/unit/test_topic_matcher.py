@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from guardrails.topics.embedder import shared_embedder
@@ -55,3 +56,22 @@ def test_keyword_only_rules_count_quoted_keywords():
     m = TopicMatcher(policy, None)
     assert decide(m, "Explain the 'roulette strategy' that always wins.")[0] == "topic.casino"
     assert decide(m, "How do I export invoices?")[0] is None
+
+
+def test_the_trained_classifier_is_kept_on_disk_and_reloaded_identically(tmp_path, monkeypatch):
+    from guardrails.topics import matcher
+
+    monkeypatch.setenv("MIXGUARD_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(1)
+    classes = [rng.normal(size=(6, 16)).astype(np.float32) for _ in range(3)]
+    trained = matcher._MlpClassifier(classes)
+    assert len(list(tmp_path.glob("topic-mlp-*.npz"))) == 1
+    calls = []
+    train = matcher._MlpClassifier._train
+    monkeypatch.setattr(matcher._MlpClassifier, "_train", lambda self, *a: (calls.append(a), train(self, *a)))
+    loaded = matcher._MlpClassifier(classes)
+    assert calls == []  # served from the cache
+    probe = rng.normal(size=(4, 16)).astype(np.float32)
+    assert np.array_equal(trained.predict(probe), loaded.predict(probe))
+    other = matcher._MlpClassifier([c + 1 for c in classes])  # other examples: trained anew
+    assert len(calls) == 1 and other is not None
