@@ -637,12 +637,18 @@ class Gateway:
         checks = await asyncio.gather(self.redis.ping(), *(self.router.readiness(b) for b in self.router.backends))
         redis_ok, redis_reason = checks[0]
         backends = {b.id: {"ok": ok, "reason": reason} for b, (ok, reason) in zip(self.router.backends, checks[1:])}
-        groups_ok = all(any(backends[b.id]["ok"] for b in grp) for grp in self.router.groups.values())
-        ready = redis_ok and groups_ok
+        own = {name: any(backends[b.id]["ok"] for b in grp) for name, grp in self.router.groups.items()}
+        # A group whose deployments are all down still serves through its fallbacks (as requests do): an
+        # orchestrator must not take every replica out of service while the hosted fallback answers.
+        groups: dict[str, dict[str, Any]] = {}
+        for name in self.router.groups:
+            via = next((fb for fb in self.router.fallbacks.get(name, []) if own.get(fb)), None)
+            groups[name] = {"ok": own[name] or via is not None, **({"via_fallback": via} if not own[name] else {})}
+        ready = redis_ok and all(g["ok"] for g in groups.values())
         return _json(
             {
                 "status": "ready" if ready else "not_ready",
-                "checks": {"redis": {"ok": redis_ok, "reason": redis_reason}, "backends": backends},
+                "checks": {"redis": {"ok": redis_ok, "reason": redis_reason}, "backends": backends, "groups": groups},
             },
             200 if ready else 503,
         )

@@ -166,6 +166,29 @@ def test_unreachable_backend_is_reported_by_readiness(redis_server):
         g.stop()
 
 
+def test_readiness_counts_a_group_whose_fallback_serves(hosted, redis_server):
+    """Every primary deployment down, the fallback up: ready (requests are served), and the answer says how."""
+    from procs import free_port
+
+    fb, _ = hosted
+    dead = free_port()
+    g = Gateway(
+        gateway_config(
+            {"model": "openai/mixtral", "api_base": f"http://127.0.0.1:{dead}/v1"},
+            fallbacks=[fb],
+            redis_url=redis_server.url,
+        )
+    )
+    try:
+        r = httpx.get(g.url + "/health/ready", timeout=10)
+        checks = r.json()["checks"]
+        assert r.status_code == 200, checks
+        assert checks["backends"]["sglang"]["ok"] is False
+        assert checks["groups"]["mixtral"] == {"ok": True, "via_fallback": "hosted-0"}
+    finally:
+        g.stop()
+
+
 def test_client_disconnect_cancels_upstream_stream(faulty, fb_gateway):
     _reset(faulty, token_ms=50)
     before = faulty.metric("standin_streams_cancelled_total")
