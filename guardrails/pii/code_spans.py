@@ -47,6 +47,7 @@ from functools import lru_cache
 from typing import Any
 
 from .gazetteer import country_names, english_words, person_names
+from .token_ner import RECOGNIZER_NAME
 
 #: Longest whitespace-free token classified by pattern; longer ones (hashes, base64, long URLs)
 #: are code by length alone.
@@ -332,8 +333,9 @@ def _prose_in_code(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 #: Entity types found by NER or gazetteers, which code words are mistaken for.
 NAMED_ENTITIES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})
-#: Recognizers that find them with no cue: spaCy, the name and country gazetteers.
-UNCUED = frozenset({"SpacyRecognizer", "NameGazetteerRecognizer", "CountryRecognizer"})
+#: Recognizers that find them with no cue: spaCy, the token classifier, the name and country gazetteers.
+NER = frozenset({"SpacyRecognizer", RECOGNIZER_NAME})
+UNCUED = NER | {"NameGazetteerRecognizer", "CountryRecognizer"}
 #: Recognizers that find them after a cue ("my name is", "Dear", "lives in"): kept in code too.
 CUED = frozenset({"ContextNameRecognizer", "ContextLocationRecognizer"})
 
@@ -413,7 +415,7 @@ def code_hits(text: str, results: Sequence[Any]) -> set[int]:
         elif (
             name in UNCUED
             and not any(a < r.end and r.start < b for a, b in cues)
-            and (code.covers(r.start, r.end) or (name == "SpacyRecognizer" and _technical_word(code, r.start, r.end)))
+            and (code.covers(r.start, r.end) or (name in NER and _technical_word(code, r.start, r.end)))
         ):
             out.add(i)
     out.update(i for i in phones if code.in_timestamp(results[i].start, results[i].end))

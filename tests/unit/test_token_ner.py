@@ -1,0 +1,54 @@
+"""The shipped token classifier (guardrails/pii/models): names no gazetteer holds, offsets through
+the sliding windows of a long text, clean edges, and `mixguard.pii.ner` choosing the recognizers.
+The names here are made up for this file; the figures on untuned sets are bench/pii_detectors.py's."""
+
+from __future__ import annotations
+
+import pytest
+
+from guardrails.pii.engine import DEFAULT_RECOGNIZERS, NER_CHOICES, build_analyzer, ner_recognizers
+from guardrails.pii.token_ner import RECOGNIZER_NAME, TokenNer, windows
+
+
+@pytest.fixture(scope="module")
+def ner() -> TokenNer:
+    return TokenNer()
+
+
+def _found(ner: TokenNer, text: str) -> set[tuple[str, str]]:
+    return {(e, text[a:b]) for a, b, e, _ in ner.analyze(text)}
+
+
+def test_names_streets_and_towns_no_list_holds(ner):
+    text = "Please ask Tamsin Okwuosa, who moved from Vrelowice to 17 Quellbrook Row last spring."
+    found = _found(ner, text)
+    assert ("PERSON", "Tamsin Okwuosa") in found
+    assert any(e == "LOCATION" and "Vrelowice" in v for e, v in found)
+    assert any(e in ("STREET_ADDRESS", "LOCATION") and "17 Quellbrook Row" in v for e, v in found)  # masked either way
+    street = "Send it to 4 Harrowgate Close, Brindlemere."
+    assert ("STREET_ADDRESS", "4 Harrowgate Close") in _found(ner, street)
+
+
+def test_a_possessive_is_trimmed_from_the_name(ner):
+    assert ("PERSON", "Tamsin") in _found(ner, "Here is Tamsin's address: see below.")
+
+
+def test_code_identifiers_are_not_names(ner):
+    assert _found(ner, "def load_config(path):\n    return ParamSpec.from_file(path, strict=True)") == set()
+
+
+def test_a_name_deep_in_a_long_text_keeps_its_offsets(ner):
+    filler = "The quarterly figures were reviewed and the warehouse schedule was kept as it was. " * 40
+    text = filler + "Then Ingvild Marrowby signed the report."
+    assert len(windows(len(ner.tokenizer.encode(text, add_special_tokens=False).ids))) > 1
+    assert ("PERSON", "Ingvild Marrowby") in _found(ner, text)
+
+
+@pytest.mark.parametrize(("choice", "has_token_ner", "has_spacy"), [("minilm", True, False), ("spacy", False, True)])
+def test_the_ner_setting_picks_the_recognizers(choice, has_token_ner, has_spacy):
+    enabled = (DEFAULT_RECOGNIZERS - NER_CHOICES) | ner_recognizers(choice)
+    engine = build_analyzer(enabled=enabled, languages=("en",))
+    names = {r.name for r in engine.registry.recognizers}
+    assert (RECOGNIZER_NAME in names) == has_token_ner
+    assert ("SpacyRecognizer" in names) == has_spacy
+    assert ("ner" in engine.nlp_engine.nlp["en"].pipe_names) == has_spacy  # no NER runs that nothing reads
