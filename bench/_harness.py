@@ -103,3 +103,46 @@ def summary(name: str, lat: list[float]) -> str:
 
 def machine() -> str:
     return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+
+
+def start_litellm_proxy(
+    standin: Standin, config: dict[str, Any] | None = None, env: dict[str, str] | None = None
+) -> tuple[Any, str]:
+    """LiteLLM's proxy (one worker, no database) in front of the stand-in as model `mixtral`, with
+    `config` merged into its config file and `env` into its environment; its output goes to a log file."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    exe = shutil.which("litellm", path=str(Path(sys.executable).parent))
+    if exe is None:
+        raise SystemExit("LiteLLM's proxy is not installed: pip install -c constraints.txt -e '.[bench]'")
+    cfg = Path(tempfile.mkdtemp()) / "litellm.yaml"
+    model = {"model": "openai/mixtral", "api_base": f"{standin.url}/v1", "api_key": "none"}
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "model_list": [{"model_name": "mixtral", "litellm_params": model}],
+                "general_settings": {"master_key": "sk-bench"},
+                "litellm_settings": {"telemetry": False},
+                **(config or {}),
+            }
+        )
+    )
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "DISABLE_SCHEMA_UPDATE": "true",
+        **(env or {}),
+    }
+    log = tempfile.NamedTemporaryFile(prefix="litellm-", suffix=".log", delete=False)  # noqa: SIM115
+    p = subprocess.Popen(
+        [exe, "--config", str(cfg), "--port", str(port), "--num_workers", "1"], stdout=log, stderr=log, env=full_env
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health/liveliness", p, timeout=180)
+    return p, url

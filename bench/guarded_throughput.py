@@ -28,9 +28,7 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -40,9 +38,18 @@ from typing import Any
 import aiohttp
 import httpx
 import orjson
-import yaml
 
-from _harness import Gateway, RedisProc, Standin, free_port, gateway_config, machine, pct, wait_http
+from _harness import (
+    Gateway,
+    RedisProc,
+    Standin,
+    free_port,
+    gateway_config,
+    machine,
+    pct,
+    start_litellm_proxy,
+    wait_http,
+)
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 BENCH = Path(__file__).resolve().parent
@@ -151,58 +158,21 @@ def start_presidio(service: str, workers: int) -> tuple[subprocess.Popen, str]:
     return p, url
 
 
-def start_litellm(standin: Standin, analyzer: str, anonymizer: str) -> tuple[subprocess.Popen, str]:
-    exe = shutil.which("litellm", path=str(Path(sys.executable).parent))
-    if exe is None:
-        raise SystemExit("LiteLLM's proxy is not installed: pip install -c constraints.txt -e '.[bench]'")
-    cfg = Path(tempfile.mkdtemp()) / "litellm.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "model_list": [
-                    {
-                        "model_name": "mixtral",
-                        "litellm_params": {
-                            "model": "openai/mixtral",
-                            "api_base": f"{standin.url}/v1",
-                            "api_key": "none",
-                        },
-                    }
-                ],
-                # docs.litellm.ai/docs/proxy/guardrails/pii_masking_v2: the analyzer and anonymizer
-                # containers' addresses in PRESIDIO_ANALYZER_API_BASE / PRESIDIO_ANONYMIZER_API_BASE
-                "guardrails": [
-                    {
-                        "guardrail_name": "presidio-pii",
-                        "litellm_params": {
-                            "guardrail": "presidio",
-                            "mode": "pre_call",
-                            "default_on": True,
-                            "output_parse_pii": True,  # masked values restored in the answer, as mixguard does
-                        },
-                    }
-                ],
-                "general_settings": {"master_key": "sk-bench"},
-                "litellm_settings": {"telemetry": False},
-            }
-        )
-    )
-    port = free_port()
-    env = {
-        **os.environ,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_LOG": "ERROR",
-        "DISABLE_SCHEMA_UPDATE": "true",
-        "PRESIDIO_ANALYZER_API_BASE": analyzer,
-        "PRESIDIO_ANONYMIZER_API_BASE": anonymizer,
+def start_litellm(standin: Standin, analyzer: str, anonymizer: str) -> tuple[Any, str]:
+    """LiteLLM's proxy with its Presidio guardrail on every request (docs.litellm.ai/docs/proxy/guardrails/
+    pii_masking_v2: the analyzer and anonymizer containers' addresses in PRESIDIO_ANALYZER_API_BASE /
+    PRESIDIO_ANONYMIZER_API_BASE)."""
+    guardrail = {
+        "guardrail": "presidio",
+        "mode": "pre_call",
+        "default_on": True,
+        "output_parse_pii": True,  # masked values restored in the answer, as mixguard does
     }
-    log = tempfile.NamedTemporaryFile(prefix="litellm-", suffix=".log", delete=False)  # noqa: SIM115
-    p = subprocess.Popen(
-        [exe, "--config", str(cfg), "--port", str(port), "--num_workers", "1"], stdout=log, stderr=log, env=env
+    return start_litellm_proxy(
+        standin,
+        {"guardrails": [{"guardrail_name": "presidio-pii", "litellm_params": guardrail}]},
+        {"PRESIDIO_ANALYZER_API_BASE": analyzer, "PRESIDIO_ANONYMIZER_API_BASE": anonymizer},
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/health/liveliness", p, timeout=180)
-    return p, url
 
 
 # --- load -----------------------------------------------------------------------------------------------

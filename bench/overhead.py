@@ -14,27 +14,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
-
-import yaml
 
 from _harness import (
     Gateway,
     RedisProc,
     Standin,
-    free_port,
     gateway_config,
     interleaved_latency,
     machine,
     pct,
+    start_litellm_proxy,
     summary,
     throughput,
-    wait_http,
 )
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -43,47 +35,6 @@ BODY = {
     "messages": [{"role": "user", "content": "Summarise the quarterly report in one line."}],
     "max_tokens": 32,
 }
-
-
-def start_litellm_proxy(standin: Standin) -> tuple[subprocess.Popen, str]:
-    exe = shutil.which("litellm", path=str(Path(sys.executable).parent))
-    if exe is None:
-        raise SystemExit("LiteLLM's proxy is not installed: pip install 'litellm[proxy]'")
-    cfg = Path(tempfile.mkdtemp()) / "litellm.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "model_list": [
-                    {
-                        "model_name": "mixtral",
-                        "litellm_params": {
-                            "model": "openai/mixtral",
-                            "api_base": f"{standin.url}/v1",
-                            "api_key": "none",
-                        },
-                    }
-                ],
-                "general_settings": {"master_key": "sk-bench"},
-                "litellm_settings": {"telemetry": False},
-            }
-        )
-    )
-    port = free_port()
-    env = {
-        **os.environ,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_LOG": "ERROR",
-        "DISABLE_SCHEMA_UPDATE": "true",
-    }
-    p = subprocess.Popen(
-        [exe, "--config", str(cfg), "--port", str(port), "--num_workers", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/health/liveliness", p, timeout=120)
-    return p, url
 
 
 async def router_alone(standin: Standin, n: int) -> list[float]:
