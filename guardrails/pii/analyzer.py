@@ -561,7 +561,9 @@ class PiiAnalyzer:
             sample = (sample + " ") * 12  # a chunk-sized text: spaCy sizes its buffers on the first ones
             self._warming = [pool.submit(_worker_analyze, sample, None) for _ in range(3 * self.processes)]
             for f in self._warming:
-                f.add_done_callback(lambda f: f.exception())
+                f.add_done_callback(
+                    lambda f: f.cancelled() or f.exception()
+                )  # retrieved: no warning; cancelled at exit: fine
 
     def wait_warm(self, timeout: float = 120) -> None:
         """Block until the worker processes have loaded (benchmarks; the gateway does not wait)."""

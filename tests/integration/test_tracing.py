@@ -15,8 +15,9 @@ import pytest
 from procs import Gateway, RedisProc, free_port, gateway_config
 
 NAME, EMAIL = "Philomena Cruikshank", "philomena.c@example.com"
-MARKER = "Zanzibarquest"  # a word of the prompt that no attribute may carry
-PROMPT = f"{MARKER}: I am {NAME}, write to {EMAIL} please"
+MARKER = "zanzibarquest"  # a word of the prompt that no attribute may carry
+# (mid-sentence and lower case: a capitalised word before a colon reads as a chat speaker's name)
+PROMPT = f"I am {NAME}, write to {EMAIL} about the {MARKER} order please"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 
