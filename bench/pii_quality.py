@@ -66,6 +66,9 @@ SETS = {
     "pii_heldout3": DataSet("labeled", False, "same generator, seed 47: held out, but its names are the gazetteer's"),
     "clean_prompts": DataSet("clean", True, "150 risky-looking clean prompts from 30 templates"),
     "clean_tech_dev": DataSet("clean", True, "clean technical texts, dev packages/logs/configs: a tuning set"),
+    "clean_tech_dev2": DataSet(
+        "clean", True, "clean technical texts, a second group of dev packages/configs: a tuning set"
+    ),
     # untuned: values from sources no detector uses, committed before their first run
     "untuned_withheld": DataSet("labeled", False, "mimesis names/streets/cities absent from every gazetteer"),
     "untuned_debian": DataSet("labeled", False, "real people: Debian copyright, dpkg, METADATA, man AUTHORS"),

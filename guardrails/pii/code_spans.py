@@ -93,6 +93,9 @@ _LOG_PREFIX = re.compile(
     rf"[ \t]*(?:[\w.\-]{{0,12}}[:=][\w:.=\-]{{0,12}} )?{_TIMESTAMP}(?:[ \t]+{_AFTER_TIMESTAMP}){{0,4}}"
     rf"|[ \t]*\[?(?:{_LEVELS})\]?(?::[\w.\-]{{1,80}})*:(?:[ \t]+[a-z][\w.\-]{{0,79}}:)?"
 )
+#: "Start-Date: 2025-06-24", "Upgrade: libudev1": a capitalised label opening its line, a value after it.
+_FIELD_LABEL = re.compile(r"^[ \t]*([A-Z][A-Za-z0-9]{0,30}(?:-[A-Za-z0-9]{1,30}){0,3}):[ \t]+\S", re.MULTILINE)
+_MD_LINK = re.compile(r"\[([^\]\s]{1,100})\]\([^()\s]{0,400}\)[.,;:!?]?")
 _INLINE_CODE = re.compile(r"``[^`\n]{1,400}``|`[^`\n]{1,400}`")
 _ROLE = re.compile(
     r":[a-z][\w\-:]{0,30}:`[^`\n]{0,200}`|:(?:param|type|raises?|returns?|rtype|var|ivar|cvar)\b[^:\n]{0,80}:"
@@ -120,6 +123,9 @@ def code_token(token: str) -> bool:
     """True when a whitespace-free token is shaped like code rather than like a word."""
     if len(token) > MAX_TOKEN:
         return True
+    link = _MD_LINK.fullmatch(token)
+    if link:  # "[SemVer](https://semver.org/)": the link's text is judged, not its target
+        return code_token(link.group(1))
     if "://" in token:  # a URL with user info ("https://ana:pw@host") is not code
         return _URL.fullmatch(token.strip(_STRIP).rstrip(".,;:!?")) is not None
     if _CALL.fullmatch(token) or _CODE_PUNCT.search(token):
@@ -203,6 +209,24 @@ class CodeContext:
         line_start = self.text.rfind("\n", 0, start) + 1
         _, spans = self._line(line_start)
         return any(b <= start and not self.text[b:start].strip() for _, b in spans)
+
+    def field_label(self, start: int, end: int) -> bool:
+        """True when text[start:end] is a field's name, not a speaker's: it opens its line and a
+        colon follows, and either nothing else is on the line and it is an English word (a heading,
+        "Fields:") or the text has two or more other such labels and most of them are words or
+        compounds that are no given or family name ("Start-Date:", "Upgrade:", "End-Date:" around
+        "Commandline:"). A chat's labels are names ("Alette: …", "Bo: …"): those are kept."""
+        text = self.text
+        line_start = text.rfind("\n", 0, start) + 1
+        if text[end : end + 1] != ":" or text[line_start:start].strip() or " " in text[start:end]:
+            return False
+        line_end = self._line_end(line_start)
+        if not text[end + 1 : line_end].strip():
+            return _english(text[start:end])
+        names = person_names()
+        others = [m.group(1) for m in _FIELD_LABEL.finditer(text) if m.start(1) != start]
+        fields = sum(1 for w in others if w not in names and ("-" in w or _english(w)))
+        return fields >= 2 and 2 * fields >= len(others)
 
     def technical(self) -> bool:
         """A technical text: it holds a fenced block, inline code, a stack frame, a log line or
@@ -392,10 +416,11 @@ def code_hits(text: str, results: Sequence[Any]) -> set[int]:
     """Indices of Presidio results that code, logs and machines' own addresses produced, to drop:
 
     * PERSON, LOCATION, NRP or ORGANIZATION hits of an uncued recognizer whose every word lies in
-      code, with no cue recognizer's hit overlapping;
+      code or that is a field's name ("Commandline:" among "Start-Date:" and "Upgrade:", a
+      heading "Fields:"), with no cue recognizer's hit overlapping;
     * such hits of a cue recognizer that lie in a code region (a fenced block's code, inline
       code, a stack frame, a log prefix, a docstring header such as "Arguments:", which the
-      dialogue-label cue reads as a speaker);
+      dialogue-label cue reads as a speaker) or on a field's name;
     * phone numbers inside a date-and-time stamp ("2025-06-24 14" of "2025-06-24 14:39:44");
     * loopback and unspecified IP addresses (127.0.0.1, ::1, 0.0.0.0): every machine's own,
       they identify no one.
@@ -410,12 +435,20 @@ def code_hits(text: str, results: Sequence[Any]) -> set[int]:
     for i in named:
         r, name = results[i], _recognizer(results[i])
         if name in CUED:
-            if code.covers(r.start, r.end, tokens=False) or code.after_field(r.start):
+            if (
+                code.covers(r.start, r.end, tokens=False)
+                or code.after_field(r.start)
+                or code.field_label(r.start, r.end)
+            ):
                 out.add(i)
         elif (
             name in UNCUED
             and not any(a < r.end and r.start < b for a, b in cues)
-            and (code.covers(r.start, r.end) or (name in NER and _technical_word(code, r.start, r.end)))
+            and (
+                code.covers(r.start, r.end)
+                or code.field_label(r.start, r.end)
+                or (name in NER and _technical_word(code, r.start, r.end))
+            )
         ):
             out.add(i)
     out.update(i for i in phones if code.in_timestamp(results[i].start, results[i].end))

@@ -26,12 +26,14 @@ T = TypeVar("T")
 
 class FairQueue:
     """`capacity` worker slots shared round-robin by tenants, at most `per_key` at once each, and
-    at most `capacity - 1` (at least 1) for bulk jobs."""
+    at most `bulk_limit` (default `capacity - 1`, at least 1) for bulk jobs. A queue in front of
+    worker processes may have more slots than workers (two each: the next job waits in the pipe);
+    its bulk limit is then one worker less than there are."""
 
-    def __init__(self, capacity: int, per_key: int | None = None) -> None:
+    def __init__(self, capacity: int, per_key: int | None = None, bulk_limit: int | None = None) -> None:
         self.capacity = max(1, capacity)
         self.per_key = max(1, min(per_key or self.capacity, self.capacity))
-        self.bulk_limit = max(1, self.capacity - 1)
+        self.bulk_limit = max(1, min(self.capacity - 1 if bulk_limit is None else bulk_limit, self.capacity))
         self._free = self.capacity
         self._bulk = 0
         self._active: dict[str, int] = {}

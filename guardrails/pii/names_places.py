@@ -20,6 +20,29 @@ NAME_WORD = rf"[{_UPPER}][^\W\d_]+(?:[-'’][^\W\d_]+)*"
 _NAME = rf"{NAME_WORD}(?:[ \t]+(?:[A-Z]\.?[ \t]+)?{NAME_WORD}){{0,3}}"
 
 #: Words that make a run of capitalised words an organisation, not a person.
+#: Words that open a description, never a name: what follows "name:" in a docstring's argument
+#: list ("name: The name of the new voice") or a form's help text.
+_NOT_A_NAME_OPENING = frozenset(
+    [
+        "The",
+        "A",
+        "An",
+        "This",
+        "That",
+        "These",
+        "Those",
+        "Its",
+        "Your",
+        "Our",
+        "Their",
+        "Name",
+        "Names",
+        "Optional",
+        "Required",
+        "Default",
+        "Unique",
+    ]
+)
 _ORG_WORDS = frozenset(
     {
         "Inc",
@@ -150,7 +173,8 @@ class ContextNameRecognizer(_LocalRecognizer):
             re.MULTILINE,
         )
         # Dialogue: a line that opens with a one-word label ("Alette: …") in a text with two or more.
-        self._label = re.compile(rf"^[ \t]*({NAME_WORD})[ \t]*:", re.MULTILINE)
+        # (not a sentence that opens before a reST role: "Canceling :meth:`ping` is discouraged")
+        self._label = re.compile(rf"^[ \t]*({NAME_WORD})[ \t]*:(?![a-z][\w-]*:`)", re.MULTILINE)
         # "Mimount Y Bijster": a middle initial between two words that are no English words.
         self._initial = re.compile(rf"(?<![\w.-])({NAME_WORD}[ \t]+[A-Z]\.?[ \t]+{NAME_WORD})(?![\w-])")
         self.names = person_names()
@@ -167,7 +191,10 @@ class ContextNameRecognizer(_LocalRecognizer):
         out = []
         for rx, score in ((self._cue, 0.6), (self._block, 0.65)):
             for m in rx.finditer(text):
-                if not _ORG_WORDS.intersection(m.group(1).split()):
+                words = m.group(1).split()
+                if words[0] in _NOT_A_NAME_OPENING:
+                    continue  # "name: The name of the voice", "Name: Name of the container": a description
+                if not _ORG_WORDS.intersection(words):
                     out.append(RecognizerResult("PERSON", m.start(1), m.end(1), score))
         for m in self._greeting.finditer(text):
             g = next(i for i in (1, 2, 3) if m.group(i))

@@ -10,9 +10,10 @@ every text that is changed by the guardrail counts as over-masked):
 * log lines from /var/log (dpkg, apt, service logs), a few consecutive lines per text;
 * config snippets from /etc and /usr/share/doc/*/examples (comments and settings).
 
-Two disjoint sets: `clean_tech_dev.jsonl` from one group of packages, log and config files (a
-tuning set: its over-masks may be read to improve the detector) and `untuned_clean_tech.jsonl`
-from the others (never tuned on). Texts that name or credit people (copyright, author, thanks,
+Three disjoint sets: `clean_tech_dev.jsonl` and `clean_tech_dev2.jsonl`, each from its own group
+of packages, log and config files (tuning sets: their over-masks may be read to improve the
+detector; dev2 reuses dev's two log files), and `untuned_clean_tech.jsonl` from the others (never
+tuned on). Texts that name or credit people (copyright, author, thanks,
 e-mail addresses, GitHub user URLs, eponyms like "Dijkstra's algorithm") are left out, so that
 every change the guardrail makes is an over-mask.
 
@@ -49,6 +50,17 @@ UNTUNED = {
                 "/etc/deluser.conf", "/etc/e2scrub.conf", "/etc/nats-server.conf", "/etc/redis", "/etc/postgresql",
                 "/etc/mysql", "/usr/share/doc/apt/examples", "/usr/share/doc/adduser/examples"],
     "sizes": {"docstring": 130, "readme": 40, "question": 40, "trace": 25, "log": 35, "config": 30},
+}  # fmt: skip
+#: A second tuning set (issue 14, third round), disjoint from both: written because the first one's
+#: over-masks were all read and fixed (2.5% left) while the untuned set still read 5.0%.
+DEV2 = {
+    "packages": ["fastapi", "openai", "markdown_it", "pyparsing", "multidict", "h11", "httpcore", "websockets",
+                 "dotenv", "_pytest", "filelock", "dateutil", "wrapt", "referencing", "jmespath", "idna"],
+    "logs": ["/var/log/apt/history.log", "/var/log/alternatives.log"],
+    "configs": ["/etc/appstream.conf", "/etc/host.conf", "/etc/ld.so.conf", "/etc/libaudit.conf",
+                "/etc/sensors3.conf", "/etc/ucf.conf", "/etc/xattr.conf", "/etc/ca-certificates.conf",
+                "/etc/login.defs", "/etc/security"],
+    "sizes": {"docstring": 100, "readme": 30, "question": 30, "trace": 10, "log": 15, "config": 25},
 }  # fmt: skip
 
 #: Texts that credit or name people, or link to someone's account: not clean, left out.
@@ -128,6 +140,22 @@ TRACES = {
         "import pathlib; pathlib.Path('/etc/hostname').write_text('x') if False else {}['missing']",
         "import struct; struct.unpack('<I', b'ab')",
         "import importlib; importlib.import_module('mixguard_missing_plugin')",
+    ],
+    "dev2": [
+        "import h11; h11.Request(method='GET', target='/', headers=[])",
+        "from dateutil import parser; parser.parse('32nd of Smarch')",
+        "import jmespath; jmespath.search('foo[?bar==', {})",
+        "from fastapi import FastAPI\nfrom fastapi.testclient import TestClient\napp = FastAPI()\n"
+        "@app.get('/items/{item_id}')\ndef read(item_id: int): return {'id': item_id}\n"
+        "r = TestClient(app).get('/items/abc'); r.raise_for_status()",
+        "import httpcore; httpcore.request('GET', 'http://127.0.0.1:9/')",
+        "from filelock import FileLock; FileLock('/proc/no-such/lockfile', timeout=0).acquire()",
+        "import idna; idna.encode('xn--a.example..com')",
+        "from markdown_it import MarkdownIt; MarkdownIt('no-such-preset')",
+        "import pyparsing as pp; pp.Word(pp.nums).parse_string('abc')",
+        "import base64; base64.b64decode('abc', validate=True)",
+        "import json; json.dumps({'when': object()})",
+        "import ipaddress; ipaddress.ip_address('300.1.2.3')",
     ],
 }
 
@@ -266,6 +294,7 @@ def main() -> None:
     for name, spec, tag in (
         ("clean_tech_dev.jsonl", DEV, "dev"),
         ("untuned_clean_tech.jsonl", UNTUNED, "untuned"),
+        ("clean_tech_dev2.jsonl", DEV2, "dev2"),
     ):
         records = build(spec, TRACES[tag], tag, rng)
         path = write_jsonl(name, records)

@@ -194,3 +194,35 @@ def test_bulk_work_leaves_a_worker_free_for_small_requests() -> None:
     peak, quiet_start, first_end = asyncio.run(main())
     assert peak == 1  # bulk jobs never take the last of two workers
     assert quiet_start < first_end  # the small job did not wait for a bulk job to finish
+
+
+def test_two_jobs_per_worker_keep_bulk_work_to_one_worker_less() -> None:
+    """The worker processes' queue holds two jobs per worker (the next waits in the pipe while one
+    runs); bulk jobs still take at most one worker less than there are."""
+
+    async def main() -> tuple[int, int, float, float]:
+        queue, pool = FairQueue(4, bulk_limit=1), ThreadPoolExecutor(2)
+        busy, peak, lock = [0], [0], threading.Lock()
+        first_bulk_end: list[float] = []
+
+        def bulk_job() -> None:
+            with lock:
+                busy[0] += 1
+                peak[0] = max(peak[0], busy[0])
+            time.sleep(0.2)
+            with lock:
+                busy[0] -= 1
+                first_bulk_end.append(time.monotonic())
+
+        flood = [asyncio.ensure_future(queue.run("noisy", pool, bulk_job, bulk=True)) for _ in range(4)]
+        small = [asyncio.ensure_future(queue.run("other", pool, time.sleep, 0.05)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        in_flight = 4 - queue._free  # one bulk job and three small ones: the depth is used
+        quiet_start = await queue.run("quiet", pool, time.monotonic)
+        await asyncio.gather(*flood, *small)
+        pool.shutdown()
+        return peak[0], in_flight, quiet_start, min(first_bulk_end)
+
+    peak, in_flight, quiet_start, first_end = asyncio.run(main())
+    assert peak == 1 and in_flight == 4
+    assert quiet_start < first_end  # the quiet key's job ran beside the bulk job, not after it

@@ -274,3 +274,37 @@ def test_a_possessive_name_is_also_found_without_its_s():
     texts = ["the verses from Elin Haapasalo's tales. Nobody beats early Haapasalo."]
     out = propagate_names(texts, [[Span(16, 33, "PERSON", 0.85)]], lambda e: 0.6)
     assert "Haapasalo" in {texts[0][s.start : s.end] for s in out[0]}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a description after "name:" in a docstring's argument list is no name
+        "Create a container.\n\nArgs:\n  name: Name of the container to create.\n\n  ttl: Seconds to live.",
+        "Args:\n  consent: The consent recording ID.\n\n  name: The name of the new voice.\n\n  type: The voice type.",
+        # field names of a key/value block, and a heading alone on its line
+        "Start-Date: 2025-06-24  14:36:25\nCommandline: apt-get -qqy upgrade\nUpgrade: libudev1:amd64 (252.36)\n"
+        "End-Date: 2025-06-24  14:36:29",
+        "The beginning of an HTTP request.\n\nFields:\n\n.. attribute:: method\n\n   An HTTP method.",
+        # a sentence that opens with a verb form before a reST role, in a docstring with sections
+        "Send a ping.\n\nCanceling :meth:`ping` is discouraged.\n\nArgs:\n    data: payload.\n\nReturns:\n    A future.",
+        # the text of a Markdown link to a specification, CamelCase
+        "This package follows [SemVer](https://semver.org/spec/v2.0.0.html) conventions, mostly.",
+    ],
+)
+def test_descriptions_field_labels_verbs_and_link_texts_are_not_names(analyzer, text):
+    assert not {e for e, _ in found(analyzer, text, 0.5)} & {"PERSON", "LOCATION"}, found(analyzer, text, 0.5)
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("Alette: is my order shipped?\nBo: not yet\nAlette: ok", "Alette"),  # a chat's labels are names
+        ("Name: Maria Okonkwo\nPhone: see below", "Maria Okonkwo"),  # the value of a name field
+        ("James is very reliable. You can always depend on him.", "James"),  # no "jam" + s
+        ("Running late, Tamsin said.", "Tamsin"),
+        ("Please reply to Jean DUPONT before Friday.", "Jean DUPONT"),  # an upper-case family name
+    ],
+)
+def test_names_beside_those_rules_stay_found(analyzer, text, value):
+    assert any(e == "PERSON" and value in v for e, v in found(analyzer, text, 0.5)), found(analyzer, text, 0.5)
