@@ -77,7 +77,9 @@ def test_catastrophic_patterns_do_not_stall_the_gateway(redis_server, tmp_path):
             time.sleep(0.02)
         t.join()
         assert results == [200, 200, 200]
-        assert worst < 0.1, f"/health/live took {worst * 1000:.0f} ms while the patterns ran"
+        # 2^40 backtracking steps would hold the loop for hours; 0.5 s leaves room for a busy 2-core
+        # machine (104 ms was seen while a benchmark ran beside the suite) and still catches a stall
+        assert worst < 0.5, f"/health/live took {worst * 1000:.0f} ms while the patterns ran"
     finally:
         g.stop()
         s.stop()
