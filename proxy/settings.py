@@ -198,6 +198,14 @@ class PiiSettings(_Strict):
         description="short texts too are analysed in the worker processes once they have loaded (threads of the "
         "gateway process share its GIL with the event loop: analysis there slows every request's I/O); false: threads",
     )
+    jobs_per_process: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="analysis jobs handed to each worker process at once: with 2 the next job waits in the worker's "
+        "pipe while one runs, so it does not idle while a result goes back and the next job is sent; a quiet key's "
+        "job waits behind at most this many per worker",
+    )
 
 
 class AuditSettings(_Strict):

@@ -65,6 +65,7 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
             long_text_chars=ms.pii.long_text_chars,
             per_key_workers=ms.pii.analysis_workers_per_key,
             short_texts_in_processes=ms.pii.short_texts_in_processes,
+            jobs_per_process=ms.pii.jobs_per_process,
         )
         observe_pii_analyzer(analyzer)  # its cache hits and analyses appear on /metrics
 

@@ -154,10 +154,6 @@ def _batches(indices: list[int], texts: list[str], budget: int = JOB_CHARS) -> l
     return out
 
 
-#: Jobs in flight per worker process (see PiiAnalyzer.__init__).
-PROCESS_JOB_DEPTH = 2
-
-
 class AnalysisFailed(Exception):
     pass
 
@@ -216,6 +212,23 @@ def custom_recognizer(spec: CustomRecognizer) -> PatternRecognizer:
 
 
 _LETTERS = re.compile(r"[^\W\d_]+")
+
+
+#: The fewest digits a value of each structured type holds (a phone 7, a card 12, an IBAN its two
+#: check digits); e-mail addresses need an "@". Types not listed (IP addresses: "dead:beef::" has
+#: no digit; custom recognizers): always run.
+_MIN_DIGITS = {"PHONE_NUMBER": 7, "CREDIT_CARD": 12, "US_SSN": 9, "IBAN_CODE": 2}
+
+
+def _could_match(entities: Iterable[str], digits: int, has_at: bool) -> bool:
+    """Whether a recognizer of `entities` could find anything in a text with `digits` digits."""
+    for e in entities:
+        if e == "EMAIL_ADDRESS":
+            if has_at:
+                return True
+        elif digits >= _MIN_DIGITS.get(e, 0):
+            return True
+    return False
 
 
 def _recognizer_of(r: Any) -> str:
@@ -305,6 +318,7 @@ class PiiAnalyzer:
         long_text_chars: int = 2 * CHUNK_CHARS,
         per_key_workers: int | None = None,
         short_texts_in_processes: bool = True,
+        jobs_per_process: int = 2,
     ) -> None:
         """`spec` (spacy model, recognizer names, custom recognizer dicts) lets `processes` worker
         processes rebuild the same engine for texts longer than `long_text_chars`."""
@@ -324,12 +338,12 @@ class PiiAnalyzer:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pii")
         # Jobs wait for a worker in one line per API key, served in turn (fair_queue.py).
         self.queue = FairQueue(workers, per_key_workers)
-        # Two jobs per worker process: while one runs, the next waits in its pipe, so the worker does
-        # not idle through the hand-back (result to the event loop, next job pickled and sent: 1-3 ms
-        # under load, as long as a short job); a quiet key's job waits behind at most two per worker.
-        # Bulk jobs keep to one worker less than there are, as before.
+        # Two jobs per worker process (`jobs_per_process`): while one runs, the next waits in its pipe,
+        # so the worker does not idle through the hand-back (result to the event loop, next job
+        # pickled and sent: 1-3 ms under load, as long as a short job); a quiet key's job waits
+        # behind at most two per worker. Bulk jobs keep to one worker less than there are.
         n = max(1, self.processes)
-        self.process_queue = FairQueue(PROCESS_JOB_DEPTH * n, per_key_workers, bulk_limit=max(1, n - 1))
+        self.process_queue = FairQueue(max(1, jobs_per_process) * n, per_key_workers, bulk_limit=max(1, n - 1))
         self.cache: OrderedDict[str, list[Span]] = OrderedDict()
         self.cache_size = cache_size
         self.redis_ttl = redis_ttl
@@ -603,11 +617,15 @@ class PiiAnalyzer:
         norm = normalize(text)
         found: list[Any] = []
         ents = set(entities)
+        digits = sum(c.isdigit() for c in norm.text)
+        has_at = "@" in norm.text
         for r in self.engine.registry.recognizers:
             if r.supported_language != "en":  # the registry holds one copy of each per language
                 continue
             if r.name in NER_RECOGNIZERS or not ents.intersection(r.supported_entities):
                 continue
+            if not _could_match(r.supported_entities, digits, has_at):
+                continue  # an answer with no "@" holds no e-mail address, one with 5 digits no card
             for res in r.analyze(norm.text, list(ents.intersection(r.supported_entities)), None) or []:
                 res.recognition_metadata = res.recognition_metadata or {"recognizer_name": r.name}
                 found.append(res)

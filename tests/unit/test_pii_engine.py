@@ -308,3 +308,20 @@ def test_descriptions_field_labels_verbs_and_link_texts_are_not_names(analyzer, 
 )
 def test_names_beside_those_rules_stay_found(analyzer, text, value):
     assert any(e == "PERSON" and value in v for e, v in found(analyzer, text, 0.5)), found(analyzer, text, 0.5)
+
+
+def test_the_answer_scan_skips_recognizers_that_cannot_match_and_still_finds_what_can(analyzer):
+    from guardrails.pii.analyzer import _could_match
+
+    assert not _could_match(["CREDIT_CARD"], digits=11, has_at=True)
+    assert not _could_match(["EMAIL_ADDRESS"], digits=30, has_at=False)
+    assert _could_match(["PHONE_NUMBER", "EMAIL_ADDRESS"], digits=0, has_at=True)
+    assert _could_match(["IP_ADDRESS"], digits=0, has_at=False)  # "dead:beef::1" may hold none
+    text = "Reach Ana at ana.silva@example.org or +44 20 7946 0958; card 4111 1111 1111 1111."
+    entities = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS"]
+    got = {(s.entity, text[s.start : s.end]) for s in analyzer.structured_scan(text, entities)}
+    assert {
+        ("EMAIL_ADDRESS", "ana.silva@example.org"),
+        ("PHONE_NUMBER", "+44 20 7946 0958"),
+        ("CREDIT_CARD", "4111 1111 1111 1111"),
+    } <= got
