@@ -322,6 +322,9 @@ def build_analyzer(
     finally:
         presidio_log.setLevel(level)
     enabled = set(enabled)
+    # spaCy's NER of the other languages' own models (fr_core_news_sm) runs whatever English uses:
+    # the token classifier was trained on English only.
+    spacy_ner = next((r for r in registry.recognizers if r.name == "SpacyRecognizer"), None)  # type: ignore[has-type]
     replaced = {"EmailRecognizer": OfflineEmailRecognizer, "PhoneRecognizer": CandidatePhoneRecognizer}
     # presidio sets EntityRecognizer.name in __init__ without an annotation: mypy cannot type it (has-type)
     registry.recognizers = [r for r in registry.recognizers if r.name in enabled and r.name not in replaced]  # type: ignore[has-type]
@@ -344,10 +347,15 @@ def build_analyzer(
     for r in extra_recognizers:
         registry.add_recognizer(r)
     english = list(registry.recognizers)
+    with_ner = english if spacy_ner is None or spacy_ner in english else [*english, spacy_ner]
     registry.recognizers = [
         r
         for lang in langs
-        for r in recognizers_for(lang, english, _regional_phone(lang) if "PhoneRecognizer" in enabled else None)
+        for r in recognizers_for(
+            lang,
+            with_ner if lang != "en" and "ner" in pipelines[lang].pipe_names else english,
+            _regional_phone(lang) if "PhoneRecognizer" in enabled else None,
+        )
     ]
     if TOKEN_NER in enabled:  # English only: trained on English templates; the other languages keep their own NER
         registry.add_recognizer(TokenNerRecognizer(TokenNer()))
