@@ -17,6 +17,7 @@ window where it lies farther from an edge.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ def load_tokenizer(path: str | Path | None = None) -> Any:
     return tok
 
 
+@lru_cache(maxsize=1 << 16)  # words and word pieces recur across texts
 def _shape(s: str) -> int:
     """1 no letter, 2 lower, 3 Title (or one capital), 4 UPPER, 5 mixed (camelCase, McX)."""
     letters = [c for c in s if c.isalpha()]
@@ -64,24 +66,23 @@ def featurize(tok: Any, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     character offsets into `text`."""
     enc = tok.encode(text, add_special_tokens=False)
     ids = np.asarray(enc.ids, np.int64)
-    offs = np.asarray(enc.offsets, np.int64).reshape(-1, 2)
+    pairs: list[tuple[int, int]] = enc.offsets  # plain ints: numpy scalars are slow in the loops below
+    offs = np.asarray(pairs, np.int64).reshape(-1, 2)
     wids = enc.word_ids
-    n = len(ids)
-    case = np.zeros(n, np.int64)
-    if n:
+    case = [0] * len(pairs)
+    if pairs:
         wstart: dict[int, int] = {}  # the span of each word (whitespace and punctuation split words)
         wend: dict[int, int] = {}
-        for i, w in enumerate(wids):
+        for (s, e), w in zip(pairs, wids):
             if w is None:
                 continue
-            s, e = int(offs[i, 0]), int(offs[i, 1])
             wstart[w] = min(wstart.get(w, s), s)
             wend[w] = max(wend.get(w, e), e)
         wshape: dict[int, int] = {w: _shape(text[wstart[w] : wend[w]]) for w in wstart}
-        for i, w in enumerate(wids):
-            ps = _shape(text[offs[i, 0] : offs[i, 1]])
-            case[i] = (wshape.get(w, 1) * 6 + ps) if w is not None else 0
-    return ids, case, offs
+        for i, ((s, e), w) in enumerate(zip(pairs, wids)):
+            if w is not None:
+                case[i] = wshape.get(w, 1) * 6 + _shape(text[s:e])
+    return ids, np.asarray(case, np.int64), offs
 
 
 def windows(n: int, size: int = WINDOW - 2, overlap: int = OVERLAP) -> list[tuple[int, int, int, int]]:
