@@ -169,27 +169,33 @@ def test_short_texts_go_to_the_worker_processes_once_they_are_ready() -> None:
         analyzer.close()
 
 
+class _BulkJobs:
+    """A bulk job that sleeps 0.2 s and records how many ran at once and when the first ended."""
+
+    def __init__(self) -> None:
+        self.busy, self.peak = 0, 0
+        self.ends: list[float] = []
+        self._lock = threading.Lock()
+
+    def job(self) -> None:
+        with self._lock:
+            self.busy += 1
+            self.peak = max(self.peak, self.busy)
+        time.sleep(0.2)
+        with self._lock:
+            self.busy -= 1
+            self.ends.append(time.monotonic())
+
+
 def test_bulk_work_leaves_a_worker_free_for_small_requests() -> None:
     async def main() -> tuple[int, float, float]:
-        queue, pool = FairQueue(2), ThreadPoolExecutor(2)
-        busy, peak, lock = [0], [0], threading.Lock()
-        first_bulk_end: list[float] = []
-
-        def bulk_job() -> None:
-            with lock:
-                busy[0] += 1
-                peak[0] = max(peak[0], busy[0])
-            time.sleep(0.2)
-            with lock:
-                busy[0] -= 1
-                first_bulk_end.append(time.monotonic())
-
-        flood = [asyncio.ensure_future(queue.run("noisy", pool, bulk_job, bulk=True)) for _ in range(4)]
+        queue, pool, bulk = FairQueue(2), ThreadPoolExecutor(2), _BulkJobs()
+        flood = [asyncio.ensure_future(queue.run("noisy", pool, bulk.job, bulk=True)) for _ in range(4)]
         await asyncio.sleep(0.02)
         quiet_start = await queue.run("quiet", pool, time.monotonic)
         await asyncio.gather(*flood)
         pool.shutdown()
-        return peak[0], quiet_start, min(first_bulk_end)
+        return bulk.peak, quiet_start, min(bulk.ends)
 
     peak, quiet_start, first_end = asyncio.run(main())
     assert peak == 1  # bulk jobs never take the last of two workers
@@ -201,27 +207,15 @@ def test_two_jobs_per_worker_keep_bulk_work_to_one_worker_less() -> None:
     runs); bulk jobs still take at most one worker less than there are."""
 
     async def main() -> tuple[int, int, float, float]:
-        queue, pool = FairQueue(4, bulk_limit=1), ThreadPoolExecutor(2)
-        busy, peak, lock = [0], [0], threading.Lock()
-        first_bulk_end: list[float] = []
-
-        def bulk_job() -> None:
-            with lock:
-                busy[0] += 1
-                peak[0] = max(peak[0], busy[0])
-            time.sleep(0.2)
-            with lock:
-                busy[0] -= 1
-                first_bulk_end.append(time.monotonic())
-
-        flood = [asyncio.ensure_future(queue.run("noisy", pool, bulk_job, bulk=True)) for _ in range(4)]
+        queue, pool, bulk = FairQueue(4, bulk_limit=1), ThreadPoolExecutor(2), _BulkJobs()
+        flood = [asyncio.ensure_future(queue.run("noisy", pool, bulk.job, bulk=True)) for _ in range(4)]
         small = [asyncio.ensure_future(queue.run("other", pool, time.sleep, 0.05)) for _ in range(3)]
         await asyncio.sleep(0.01)
         in_flight = 4 - queue._free  # one bulk job and three small ones: the depth is used
         quiet_start = await queue.run("quiet", pool, time.monotonic)
         await asyncio.gather(*flood, *small)
         pool.shutdown()
-        return peak[0], in_flight, quiet_start, min(first_bulk_end)
+        return bulk.peak, in_flight, quiet_start, min(bulk.ends)
 
     peak, in_flight, quiet_start, first_end = asyncio.run(main())
     assert peak == 1 and in_flight == 4
