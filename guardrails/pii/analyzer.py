@@ -341,7 +341,7 @@ class PiiAnalyzer:
         # Two jobs per worker process (`jobs_per_process`): while one runs, the next waits in its pipe,
         # so the worker does not idle through the hand-back (result to the event loop, next job
         # pickled and sent: 1-3 ms under load, as long as a short job); a quiet key's job waits
-        # behind at most two per worker. Bulk jobs keep to one worker less than there are.
+        # behind at most `jobs_per_process` per worker. Bulk jobs keep to one worker less than there are.
         n = max(1, self.processes)
         self.process_queue = FairQueue(max(1, jobs_per_process) * n, per_key_workers, bulk_limit=max(1, n - 1))
         self.cache: OrderedDict[str, list[Span]] = OrderedDict()
@@ -380,7 +380,6 @@ class PiiAnalyzer:
                 start, end = trim_person(text, start, end)
                 if end <= start or self._unlikely_name(text, start, end):
                     continue
-
             elif (
                 ner
                 and r.entity_type in ("LOCATION", "NRP")
@@ -584,10 +583,8 @@ class PiiAnalyzer:
             )
             sample = (sample + " ") * 12  # a chunk-sized text: spaCy sizes its buffers on the first ones
             self._warming = [pool.submit(_worker_analyze, sample, None) for _ in range(3 * self.processes)]
-            for f in self._warming:
-                f.add_done_callback(
-                    lambda f: f.cancelled() or f.exception()
-                )  # retrieved: no warning; cancelled at exit: fine
+            for f in self._warming:  # the outcome is read (no "never retrieved" warning); cancelled at exit is fine
+                f.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def wait_warm(self, timeout: float = 120) -> None:
         """Block until the worker processes have loaded (benchmarks; the gateway does not wait)."""

@@ -19,7 +19,6 @@ _UPPER = "A-ZÀ-ÖØ-ÞĀ-Ž\u0370-\u03ff\u0400-\u042f"
 NAME_WORD = rf"[{_UPPER}][^\W\d_]+(?:[-'’][^\W\d_]+)*"
 _NAME = rf"{NAME_WORD}(?:[ \t]+(?:[A-Z]\.?[ \t]+)?{NAME_WORD}){{0,3}}"
 
-#: Words that make a run of capitalised words an organisation, not a person.
 #: Words that open a description, never a name: what follows "name:" in a docstring's argument
 #: list ("name: The name of the new voice") or a form's help text.
 _NOT_A_NAME_OPENING = frozenset(
@@ -43,6 +42,7 @@ _NOT_A_NAME_OPENING = frozenset(
         "Unique",
     ]
 )
+#: Words that make a run of capitalised words an organisation, not a person.
 _ORG_WORDS = frozenset(
     {
         "Inc",
