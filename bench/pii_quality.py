@@ -69,6 +69,9 @@ SETS = {
     "clean_tech_dev2": DataSet(
         "clean", True, "clean technical texts, a second group of dev packages/configs: a tuning set"
     ),
+    "clean_tech_dev3": DataSet(
+        "clean", True, "clean technical texts, a third group of dev packages/configs: a tuning set"
+    ),
     # untuned: values from sources no detector uses, committed before their first run
     "untuned_withheld": DataSet("labeled", False, "mimesis names/streets/cities absent from every gazetteer"),
     "untuned_debian": DataSet("labeled", False, "real people: Debian copyright, dpkg, METADATA, man AUTHORS"),

@@ -10,10 +10,10 @@ every text that is changed by the guardrail counts as over-masked):
 * log lines from /var/log (dpkg, apt, service logs), a few consecutive lines per text;
 * config snippets from /etc and /usr/share/doc/*/examples (comments and settings).
 
-Three disjoint sets: `clean_tech_dev.jsonl` and `clean_tech_dev2.jsonl`, each from its own group
-of packages, log and config files (tuning sets: their over-masks may be read to improve the
-detector; dev2 reuses dev's two log files), and `untuned_clean_tech.jsonl` from the others (never
-tuned on). Texts that name or credit people (copyright, author, thanks,
+Four disjoint sets: `clean_tech_dev.jsonl`, `clean_tech_dev2.jsonl` and `clean_tech_dev3.jsonl`,
+each from its own group of packages and config files (tuning sets: their over-masks may be read to
+improve the detector; dev2 and dev3 reuse dev's log files), and `untuned_clean_tech.jsonl` from the
+others (never tuned on). Texts that name or credit people (copyright, author, thanks,
 e-mail addresses, GitHub user URLs, eponyms like "Dijkstra's algorithm") are left out, so that
 every change the guardrail makes is an over-mask.
 
@@ -61,6 +61,17 @@ DEV2 = {
                 "/etc/sensors3.conf", "/etc/ucf.conf", "/etc/xattr.conf", "/etc/ca-certificates.conf",
                 "/etc/login.defs", "/etc/security"],
     "sizes": {"docstring": 100, "readme": 30, "question": 30, "trace": 10, "log": 15, "config": 25},
+}  # fmt: skip
+
+#: A third tuning set (issue 14, third round): dev2's rules did not move the untuned figure.
+DEV3 = {
+    "packages": ["botocore", "boto3", "onnxruntime", "thinc", "srsly", "catalogue", "typer", "tldextract",
+                 "prometheus_client", "opentelemetry", "yaml", "iniconfig", "mdurl", "frozenlist", "sniffio",
+                 "markupsafe", "importlib_metadata"],
+    "logs": ["/var/log/apt/history.log", "/var/log/alternatives.log", "/var/log/fontconfig.log"],
+    "configs": ["/etc/systemd", "/etc/avahi", "/etc/fonts/fonts.conf", "/etc/ldap", "/etc/PackageKit",
+                "/etc/UPower", "/etc/pulse", "/etc/maven"],
+    "sizes": {"docstring": 100, "readme": 30, "question": 30, "trace": 10, "log": 10, "config": 30},
 }  # fmt: skip
 
 #: Texts that credit or name people, or link to someone's account: not clean, left out.
@@ -156,6 +167,20 @@ TRACES = {
         "import base64; base64.b64decode('abc', validate=True)",
         "import json; json.dumps({'when': object()})",
         "import ipaddress; ipaddress.ip_address('300.1.2.3')",
+    ],
+    "dev3": [
+        "import yaml; yaml.safe_load('key: [unclosed')",
+        "import srsly; srsly.json_loads('{bad json}')",
+        "import tldextract; tldextract.TLDExtract(suffix_list_urls=())(None)",
+        "import typer\napp = typer.Typer()\n@app.command()\ndef main(count: int): pass\n"
+        "app(['many'], standalone_mode=False)",
+        "from prometheus_client import Counter; Counter('requests total', 'bad name')",
+        "import onnxruntime as ort; ort.InferenceSession('/no/such/model.onnx')",
+        "from markupsafe import Markup; Markup('<b>%s</b>') % ()",
+        "import importlib.metadata as m; m.version('no-such-distribution-xyz')",
+        "import botocore.session; botocore.session.get_session().create_client('s3', region_name='')",
+        "import catalogue; catalogue.create('mixguard', 'things').get('missing')",
+        "from frozenlist import FrozenList; f = FrozenList([1]); f.freeze(); f.append(2)",
     ],
 }
 
@@ -295,6 +320,7 @@ def main() -> None:
         ("clean_tech_dev.jsonl", DEV, "dev"),
         ("untuned_clean_tech.jsonl", UNTUNED, "untuned"),
         ("clean_tech_dev2.jsonl", DEV2, "dev2"),
+        ("clean_tech_dev3.jsonl", DEV3, "dev3"),
     ):
         records = build(spec, TRACES[tag], tag, rng)
         path = write_jsonl(name, records)
