@@ -165,6 +165,7 @@ class CodeContext:
         self._starts: list[int] = []
         self._lines: dict[int, tuple[int, list[tuple[int, int]]]] = {}
         self._technical: bool | None = None
+        self._field_labels: tuple[dict[int, bool], int] | None = None  # label start -> is a field; count
 
     def covers(self, start: int, end: int, tokens: bool = True) -> bool:
         """True when every word of text[start:end] is code (see the module docstring). With
@@ -223,10 +224,15 @@ class CodeContext:
         line_end = self._line_end(line_start)
         if not text[end + 1 : line_end].strip():
             return _english(text[start:end])
-        names = person_names()
-        others = [m.group(1) for m in _FIELD_LABEL.finditer(text) if m.start(1) != start]
-        fields = sum(1 for w in others if w not in names and ("-" in w or _english(w)))
-        return fields >= 2 and 2 * fields >= len(others)
+        if self._field_labels is None:  # once per text: a transcript has a label on every line
+            names = person_names()
+            found = {m.start(1): m.group(1) for m in _FIELD_LABEL.finditer(text)}
+            is_field = {at: w not in names and ("-" in w or _english(w)) for at, w in found.items()}
+            self._field_labels = (is_field, sum(is_field.values()))
+        is_field, fields = self._field_labels
+        others = len(is_field) - (start in is_field)
+        fields -= is_field.get(start, False)
+        return fields >= 2 and 2 * fields >= others
 
     def technical(self) -> bool:
         """A technical text: it holds a fenced block, inline code, a stack frame, a log line or
