@@ -155,7 +155,7 @@ class GenericPhoneRecognizer(PatternRecognizer):
             supported_entity="PHONE_NUMBER",
             name="GenericPhoneRecognizer",
             patterns=[
-                Pattern("intl_phone", r"(?<![\w.\-])\+\d{1,3}[ \t.\-]?" + group + r"(?![\w]|-\d)", 0.6),
+                Pattern("intl_phone", r"(?<![\w.\-])\+\d{1,3}[ \t.\-]?" + group + ext + r"(?![\w]|-\d)", 0.6),
                 Pattern(
                     "paren_phone",
                     r"(?<![\w.\-])\(\d{1,5}\)[ \t]?\d{2,8}(?:[ \t.\-]?\d{2,8}){0,3}" + ext + r"(?![\w]|-\d)",
@@ -175,11 +175,42 @@ class GenericPhoneRecognizer(PatternRecognizer):
             context=["phone", "call", "tel", "mobile", "cell", "fax", "number", "reach", "contact", "whatsapp"],
         )
 
+    _EXTENSION = re.compile(r"[ \t]?(?:x|ext\.?)[ \t]?\d{1,6}$")
+
     def validate_result(self, pattern_text: str) -> bool | None:
-        digits = sum(c.isdigit() for c in pattern_text)
-        if not 6 <= digits <= 15 or self._DATE.match(pattern_text.strip()):
+        number = self._EXTENSION.sub("", pattern_text)  # "001-958-739-8146x31947": 12 digits and an extension
+        digits = sum(c.isdigit() for c in number)
+        if not 6 <= digits <= 15 or self._DATE.match(number.strip()):
             return False
         return None
+
+
+class BarePhoneRecognizer(PatternRecognizer):
+    """A North American number written as ten digits in a row ("call 5505030339"), counted only
+    when a word that says a phone is meant stands just before it. The cue is read here, not by
+    Presidio's context enhancer: that one skips stop words, and spaCy's English stop words hold
+    "call"; and "number" or "contact", which the generic recognizer's context holds, would make
+    order and account numbers into phones."""
+
+    _CUE = re.compile(
+        r"(?i)\b(?:call|called|calling|phone|phoned|tel|telephone|mobile|cell|fax|sms|text|texted|dial|ring|whatsapp)"
+        r"\b[^\n\w]{0,3}(?:(?:me|us|him|her|them|back|on|at|or|to|no|number|nr|directly)\b[^\n\w]{0,3}){0,3}$"
+    )
+    SCORE = 0.6
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="PHONE_NUMBER",
+            name="BarePhoneRecognizer",
+            patterns=[Pattern("bare_nanp", r"(?<![\w.\-+])(?:\+?1)?[2-9]\d{2}[2-9]\d{6}(?![\w\-])", self.SCORE)],
+            context=[],
+        )
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: Any = None, regex_flags: int | None = None
+    ) -> list[Any]:
+        found = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        return [r for r in found if self._CUE.search(text, max(0, r.start - 40), r.start)]
 
 
 class LuhnCardRecognizer(PatternRecognizer):
@@ -362,6 +393,7 @@ def build_analyzer(
         registry.add_recognizer(recognizer)
     if "PhoneRecognizer" in enabled:
         registry.add_recognizer(GenericPhoneRecognizer())
+        registry.add_recognizer(BarePhoneRecognizer())
     if "CreditCardRecognizer" in enabled:
         registry.add_recognizer(LuhnCardRecognizer())
     for r in extra_recognizers:

@@ -45,6 +45,32 @@ def test_phone_numbers_international_compact_and_local_with_context(analyzer, te
 
 
 @pytest.mark.parametrize(
+    "text, value",
+    [
+        # an area code phonenumbers does not know, and an extension (Faker's en_US formats)
+        ("Call +1-328-420-1027x616 if unclear.", "+1-328-420-1027x616"),
+        ("Reach her at 001-958-739-8146x31947 after nine.", "001-958-739-8146x31947"),
+        ("call me at 5505030339 tomorrow", "5505030339"),
+        ("Mobile: 2309453263", "2309453263"),
+    ],
+)
+def test_phone_numbers_with_extensions_unassigned_area_codes_or_ten_bare_digits(analyzer, text, value):
+    assert ("PHONE_NUMBER", value) in found(analyzer, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Your order number 5505030339 has shipped.",
+        "Account 2867008962 was closed on Monday.",
+        "Contact support about ticket 3115990623.",
+    ],
+)
+def test_ten_bare_digits_without_a_phone_word_are_not_a_phone(analyzer, text):
+    assert not any(e == "PHONE_NUMBER" for e, _ in found(analyzer, text))
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "Convert 1,250.75 EUR to USD at a rate of 1.08.",
