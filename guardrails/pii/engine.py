@@ -194,7 +194,7 @@ class BarePhoneRecognizer(PatternRecognizer):
 
     _CUE = re.compile(
         r"(?i)\b(?:call|called|calling|phone|phoned|tel|telephone|mobile|cell|fax|sms|text|texted|dial|ring|whatsapp)"
-        r"\b[^\n\w]{0,3}(?:(?:me|us|him|her|them|back|on|at|or|to|no|number|nr|directly)\b[^\n\w]{0,3}){0,3}$"
+        r"\b[^\n\w]{0,3}(?:(?:me|us|him|her|them|back|on|at|or|to|from|via|no|number|nr|directly)\b[^\n\w]{0,3}){0,3}$"
     )
     SCORE = 0.6
 

@@ -51,6 +51,7 @@ def test_phone_numbers_international_compact_and_local_with_context(analyzer, te
         ("Call +1-328-420-1027x616 if unclear.", "+1-328-420-1027x616"),
         ("Reach her at 001-958-739-8146x31947 after nine.", "001-958-739-8146x31947"),
         ("call me at 5505030339 tomorrow", "5505030339"),
+        ("Customer called from 5466259019 about order 12.", "5466259019"),
         ("Mobile: 2309453263", "2309453263"),
     ],
 )
