@@ -1140,7 +1140,38 @@ def casing_noise(r: random.Random, text: str, spans: list[list]) -> str:
     return t if len(t) == len(text) else text
 
 
-def example(b: Builder, r: random.Random) -> dict:
+class RealNegatives:
+    """Real technical texts with no entity (collect_negatives.py), drawn with their own generator so
+    that the synthetic rows stay the same as without them."""
+
+    #: share of each kind among the negative-only rows (READMEs and configs are few: all of them go in)
+    SHARES: ClassVar[dict[str, float]] = {
+        "docstring": 0.45,
+        "question": 0.25,
+        "jsdoc": 0.2,
+        "readme": 0.05,
+        "config": 0.05,
+    }
+
+    def __init__(self, path: str, seed: int) -> None:
+        self.r = random.Random(seed + 1000)
+        self.by_kind: dict[str, list[str]] = {}
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                self.by_kind.setdefault(row["kind"], []).append(row["text"])
+        self.kinds = sorted(self.by_kind)
+
+    def one(self) -> str:
+        kinds = [k for k in self.kinds if k in self.SHARES]
+        k = self.r.choices(kinds, weights=[self.SHARES[k] for k in kinds])[0]
+        return self.r.choice(self.by_kind[k])
+
+    def rows(self, n: int) -> list[dict]:
+        return [{"text": self.one(), "spans": []} for _ in range(n)]
+
+
+def example(b: Builder, r: random.Random, real: RealNegatives | None = None, real_share: float = 0.0) -> dict:
     x = r.random()
     parts: list[tuple[str, list[list]]] = []
     if x < 0.30:  # technical negatives only
@@ -1155,7 +1186,10 @@ def example(b: Builder, r: random.Random) -> dict:
             parts.append(b.fill(t, keep))
             cache = keep
         if r.random() < 0.35:  # a technical fragment beside the personal data
-            parts.insert(r.randrange(len(parts) + 1), (tech_text(r), []))
+            frag = tech_text(r)
+            if real is not None and real.r.random() < real_share:
+                frag = real.one()
+            parts.insert(r.randrange(len(parts) + 1), (frag, []))
     text, spans = "", []
     for t, sp in parts:
         if text:
@@ -1178,11 +1212,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--out", required=True)
     ap.add_argument("--npz", help="also write tokenized arrays here (ids, case ids, labels; max 256 tokens)")
+    ap.add_argument("--negatives", help="real technical texts (collect_negatives.py) to add as texts without entities")
+    ap.add_argument("--neg-n", type=int, default=0, help="how many texts of --negatives to add on their own")
+    ap.add_argument(
+        "--neg-mix", type=float, default=0.0, help="share of the technical fragments beside PII taken from --negatives"
+    )
     a = ap.parse_args()
     r = random.Random(a.seed)
     Faker.seed(a.seed)
     b = Builder(Values(r, a.seed))
-    rows = [example(b, r) for _ in range(a.n)]
+    real = RealNegatives(a.negatives, a.seed) if a.negatives else None
+    rows = [example(b, r, real, a.neg_mix) for _ in range(a.n)]
+    if real is not None and a.neg_n:
+        rows += real.rows(a.neg_n)
+        random.Random(a.seed + 2000).shuffle(rows)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     with open(a.out, "w") as f:
         for row in rows:

@@ -13,7 +13,7 @@ Training: `make_ner_training.py` (synthetic data, no evaluation source) then
 `train_minilm_ner.py` (on the lent GPU). This module builds the ONNX graph from the trained
 weights, quantizes it and runs it:
 
-    python bench/detector_candidates/minilm_ner.py export WEIGHTS.safetensors   # -> _stage/minilm_ner-int8.onnx
+    python bench/detector_candidates/minilm_ner.py export WEIGHTS.safetensors ...   # -> _stage/minilm_ner-int8.onnx
     python bench/detector_candidates/minilm_ner.py latency                       # p50 at 200/2,000/16,000 chars
     python bench/detector_candidates/minilm_ner.py quality                       # totals on the untuned sets
 
@@ -172,15 +172,21 @@ def build_graph(weights: dict[str, np.ndarray], cfg: dict[str, Any], path: Path)
     onnx.save(model, str(path))
 
 
-def export(weights_path: str, out: Path = DEFAULT_MODEL, quantize_embeddings: bool = True) -> Path:
-    """Trained weights (safetensors, fp16 or fp32; base weights fill what it lacks) -> int8 ONNX."""
+def export(weights: list[str], out: Path = DEFAULT_MODEL, quantize_embeddings: bool = True) -> Path:
+    """Trained weights (safetensors files, fp16 or fp32, as train_minilm_ner.py writes them in pieces;
+    base weights fill what they lack) -> int8 ONNX."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from safetensors.numpy import load_file
 
     base = model_dir()
     cfg = json.loads((base / "config.json").read_text())
     w = dict(load_file(str(base / "model.safetensors")))
-    w.update({k: v.astype(np.float32) for k, v in load_file(weights_path).items()})
+    trained: dict[str, np.ndarray] = {}
+    for f in weights:
+        trained.update({k: v.astype(np.float32) for k, v in load_file(f).items()})
+    w.update(trained)
+    # a model trained on MiniLM's first N layers (train_minilm_ner.py --layers N) holds only those
+    cfg["num_hidden_layers"] = 1 + max(int(k.split(".")[2]) for k in trained if k.startswith("encoder.layer."))
     out.parent.mkdir(parents=True, exist_ok=True)
     fp32 = out.with_name(out.stem + "-fp32.onnx")
     build_graph(w, cfg, fp32)
@@ -327,7 +333,7 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser()
     ap.add_argument("cmd", choices=["export", "latency", "quality"])
-    ap.add_argument("weights", nargs="?")
+    ap.add_argument("weights", nargs="*")
     ap.add_argument("--model")
     ap.add_argument(
         "--detector", choices=["minilm", "spacy"], default="minilm", help="spacy: the en_core_web_sm baseline"

@@ -162,14 +162,24 @@ def main() -> None:
     ap.add_argument("--head-lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument(
+        "--layers", type=int, default=6, help="keep MiniLM's first N encoder layers (a smaller, faster model)"
+    )
+    ap.add_argument(
+        "--weights", nargs="*", default=[], help="more safetensors files of base weights (the stage may hold only part)"
+    )
     ap.add_argument("--limit", type=int, default=0, help="use only this many training sequences (smoke test)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     dev = torch.device(a.device)
     st = Path(a.stage)
-    w = load_file(str(st / "base-fp16.safetensors"))
-    model = Bert(w).to(dev)
+    w: dict[str, torch.Tensor] = {}
+    for f in [st / "base-fp16.safetensors", *map(Path, a.weights)]:
+        if f.exists():
+            w.update(load_file(str(f)))
+    w = {k: v for k, v in w.items() if not k.startswith("encoder.layer.") or int(k.split(".")[2]) < a.layers}
+    model = Bert(w, layers=a.layers).to(dev)
     tr = dict(np.load(st / "ner_train.npz"))
     dv = dict(np.load(st / "ner_dev.npz"))
     if a.limit:
