@@ -168,6 +168,12 @@ def main() -> None:
     ap.add_argument(
         "--weights", nargs="*", default=[], help="more safetensors files of base weights (the stage may hold only part)"
     )
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=0,
+        help="stop training after this long and save what there is (0: no limit)",
+    )
     ap.add_argument("--limit", type=int, default=0, help="use only this many training sequences (smoke test)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
@@ -220,7 +226,12 @@ def main() -> None:
             if step % 500 == 0:
                 print(f"step {step}/{steps} loss {tot / 500:.4f} {time.time() - t0:.0f}s", flush=True)
                 tot = 0.0
+            if a.max_seconds and time.time() - t0 > a.max_seconds:
+                break
         print(f"epoch {ep + 1}: dev {evaluate(model, dv, dev)} ({time.time() - t0:.0f}s)", flush=True)
+        if a.max_seconds and time.time() - t0 > a.max_seconds:
+            print(f"stopped at step {step}/{steps}: --max-seconds {a.max_seconds:.0f}", flush=True)
+            break
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {
