@@ -38,7 +38,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "data"))
-from make_clean_tech_set import DEV, DEV2, DEV3, NOT_CLEAN, REVIEWED_OUT, UNTUNED  # noqa: E402
+from make_clean_tech_set import DEV, DEV2, DEV3, NOT_CLEAN, REVIEWED_OUT, UNTUNED, trim_doc  # noqa: E402
 
 #: Wheels to learn from: popular, documented, and disjoint from every clean set's packages.
 WHEELS = [
@@ -103,17 +103,6 @@ def excluded_packages() -> set[str]:
     return names
 
 
-def _trim(doc: str, limit: int = 1200) -> str:
-    if len(doc) <= limit:
-        return doc
-    out = ""
-    for p in doc.split("\n\n"):
-        if len(out) + len(p) > limit:
-            break
-        out += ("\n\n" if out else "") + p
-    return out
-
-
 def python_texts(src: str, rng: random.Random) -> Iterator[tuple[str, str]]:
     try:
         tree = ast.parse(src)
@@ -125,7 +114,7 @@ def python_texts(src: str, rng: random.Random) -> Iterator[tuple[str, str]]:
             continue
         doc = ast.get_docstring(node)
         if doc and len(doc) >= 60:
-            doc = _trim(doc)
+            doc = trim_doc(doc)
             if len(doc) >= 60:
                 yield "docstring", doc
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:

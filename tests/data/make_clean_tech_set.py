@@ -189,6 +189,18 @@ def _clean(text: str) -> bool:
     return not NOT_CLEAN.search(text) and not any(name in text for name in REVIEWED_OUT)
 
 
+def trim_doc(doc: str, limit: int = 1200) -> str:
+    """A long docstring cut to its first paragraphs that fit in `limit` characters."""
+    if len(doc) <= limit:
+        return doc
+    out = ""
+    for p in doc.split("\n\n"):
+        if len(out) + len(p) > limit:
+            break
+        out += ("\n\n" if out else "") + p
+    return out
+
+
 def _py_files(pkg: str) -> list[Path]:
     root = SITE / pkg
     if not root.is_dir():
@@ -211,13 +223,7 @@ def docstrings_and_functions(packages: list[str]) -> tuple[list[str], list[str]]
                     continue
                 doc = ast.get_docstring(node)
                 if doc and len(doc) >= 80:
-                    if len(doc) > 1200:
-                        paras, out = doc.split("\n\n"), ""
-                        for p in paras:
-                            if len(out) + len(p) > 1200:
-                                break
-                            out += ("\n\n" if out else "") + p
-                        doc = out
+                    doc = trim_doc(doc)
                     if len(doc) >= 80:
                         docs.append(doc)
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
