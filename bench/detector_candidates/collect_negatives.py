@@ -23,7 +23,6 @@ Faker's lists: a name labelled "no entity" would teach the classifier to miss na
 from __future__ import annotations
 
 import argparse
-import ast
 import io
 import json
 import random
@@ -31,14 +30,13 @@ import re
 import subprocess
 import sys
 import tarfile
-import textwrap
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "data"))
-from make_clean_tech_set import DEV, DEV2, DEV3, NOT_CLEAN, REVIEWED_OUT, UNTUNED, trim_doc  # noqa: E402
+from make_clean_tech_set import DEV, DEV2, DEV3, NOT_CLEAN, REVIEWED_OUT, UNTUNED, python_pieces  # noqa: E402
 
 #: Wheels to learn from: popular, documented, and disjoint from every clean set's packages.
 WHEELS = [
@@ -105,22 +103,14 @@ def excluded_packages() -> set[str]:
 
 def python_texts(src: str, rng: random.Random) -> Iterator[tuple[str, str]]:
     try:
-        tree = ast.parse(src)
+        pieces = list(python_pieces(src, min_doc=60))
     except (SyntaxError, ValueError):
         return
-    lines = src.split("\n")
-    for node in ast.walk(tree):
-        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        doc = ast.get_docstring(node)
-        if doc and len(doc) >= 60:
-            doc = trim_doc(doc)
-            if len(doc) >= 60:
-                yield "docstring", doc
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
-            body = textwrap.dedent("\n".join(lines[node.lineno - 1 : node.end_lineno]))
-            if 4 <= body.count("\n") <= 22 and len(body) <= 1200:
-                yield "question", f"{rng.choice(QUESTIONS)}\n\n```python\n{body}\n```"
+    for kind, text in pieces:
+        if kind == "docstring":
+            yield "docstring", text
+        else:
+            yield "question", f"{rng.choice(QUESTIONS)}\n\n```python\n{text}\n```"
 
 
 def paragraphs(text: str, lo: int = 80, hi: int = 1000) -> Iterator[str]:

@@ -29,6 +29,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 from _setlib import write_jsonl
@@ -208,28 +209,35 @@ def _py_files(pkg: str) -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if "tests" not in p.parts and "test" not in p.parts)
 
 
+def python_pieces(src: str, min_doc: int = 80) -> Iterator[tuple[str, str]]:
+    """("docstring", text) for each docstring of `min_doc` characters or more (cut by trim_doc) and
+    ("function", source) for each function of 5 to 23 lines, in the module's walk order."""
+    tree = ast.parse(src)
+    lines = src.split("\n")
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        doc = ast.get_docstring(node)
+        if doc and len(doc) >= min_doc:
+            doc = trim_doc(doc)
+            if len(doc) >= min_doc:
+                yield "docstring", doc
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
+            body = textwrap.dedent("\n".join(lines[node.lineno - 1 : node.end_lineno]))
+            if 4 <= body.count("\n") <= 22 and len(body) <= 1200:
+                yield "function", body
+
+
 def docstrings_and_functions(packages: list[str]) -> tuple[list[str], list[str]]:
     docs, funcs = [], []
     for pkg in packages:
         for path in _py_files(pkg):
             try:
-                src = path.read_text()
-                tree = ast.parse(src)
+                pieces = list(python_pieces(path.read_text()))
             except (SyntaxError, UnicodeDecodeError, ValueError):
                 continue
-            lines = src.split("\n")
-            for node in ast.walk(tree):
-                if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                    continue
-                doc = ast.get_docstring(node)
-                if doc and len(doc) >= 80:
-                    doc = trim_doc(doc)
-                    if len(doc) >= 80:
-                        docs.append(doc)
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
-                    body = textwrap.dedent("\n".join(lines[node.lineno - 1 : node.end_lineno]))
-                    if 4 <= body.count("\n") <= 22 and len(body) <= 1200:
-                        funcs.append(body)
+            for kind, text in pieces:
+                (docs if kind == "docstring" else funcs).append(text)
     return [d for d in docs if _clean(d)], [f for f in funcs if _clean(f)]
 
 
