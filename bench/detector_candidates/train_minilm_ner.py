@@ -84,6 +84,19 @@ class Bert(nn.Module):
         return self.lin(self.drop(x), "classifier")
 
 
+def _layer(key: str) -> int:
+    return int(key.split(".")[2])
+
+
+def _renumbered(key: str, keep: list[int]) -> str:
+    """encoder.layer.{keep[i]}.* -> encoder.layer.{i}.*: the export reads the layer count from the names."""
+    if not key.startswith("encoder.layer."):
+        return key
+    parts = key.split(".")
+    parts[2] = str(keep.index(int(parts[2])))
+    return ".".join(parts)
+
+
 def batches(d: dict[str, np.ndarray], bs: int, shuffle: bool, rng: np.random.Generator):
     n = len(d["lengths"])
     order = rng.permutation(n) if shuffle else np.arange(n)
@@ -166,6 +179,11 @@ def main() -> None:
         "--layers", type=int, default=6, help="keep MiniLM's first N encoder layers (a smaller, faster model)"
     )
     ap.add_argument(
+        "--keep-layers",
+        default="",
+        help="which of MiniLM's encoder layers to keep, e.g. 0,2,4 (overrides --layers; renumbered from 0)",
+    )
+    ap.add_argument(
         "--weights", nargs="*", default=[], help="more safetensors files of base weights (the stage may hold only part)"
     )
     ap.add_argument(
@@ -184,7 +202,9 @@ def main() -> None:
     for f in [st / "base-fp16.safetensors", *map(Path, a.weights)]:
         if f.exists():
             w.update(load_file(str(f)))
-    w = {k: v for k, v in w.items() if not k.startswith("encoder.layer.") or int(k.split(".")[2]) < a.layers}
+    keep = [int(x) for x in a.keep_layers.split(",")] if a.keep_layers else list(range(a.layers))
+    a.layers = len(keep)
+    w = {_renumbered(k, keep): v for k, v in w.items() if not k.startswith("encoder.layer.") or _layer(k) in keep}
     model = Bert(w, layers=a.layers).to(dev)
     tr = dict(np.load(st / "ner_train.npz"))
     dv = dict(np.load(st / "ner_dev.npz"))
@@ -221,7 +241,7 @@ def main() -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            tot += float(loss)
+            tot += loss.item()
             step += 1
             if step % 500 == 0:
                 print(f"step {step}/{steps} loss {tot / 500:.4f} {time.time() - t0:.0f}s", flush=True)
