@@ -193,7 +193,9 @@ class BarePhoneRecognizer(PatternRecognizer):
     order and account numbers into phones."""
 
     _CUE = re.compile(
-        r"(?i)\b(?:call|called|calling|phone|phoned|tel|telephone|mobile|cell|fax|sms|text|texted|dial|ring|whatsapp)"
+        # "text", "cell" and "ring" are nouns after an article ("the text 2309453263 is an id")
+        r"(?i)\b(?:call|called|calling|phone|phoned|tel|telephone|mobile|fax|sms|texted|dial|whatsapp"
+        r"|(?<!\bthe )(?<!\ba )(?<!\bthis )(?<!\bthat )(?:text|cell|ring))"
         r"\b[^\n\w]{0,3}(?:(?:me|us|him|her|them|back|on|at|or|to|from|via|no|number|nr|directly)\b[^\n\w]{0,3}){0,3}$"
     )
     SCORE = 0.6

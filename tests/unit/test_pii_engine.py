@@ -53,6 +53,8 @@ def test_phone_numbers_international_compact_and_local_with_context(analyzer, te
         ("call me at 5505030339 tomorrow", "5505030339"),
         ("Customer called from 5466259019 about order 12.", "5466259019"),
         ("Mobile: 2309453263", "2309453263"),
+        ("text me on 2309453263 tonight", "2309453263"),
+        ("My cell: 5505030339", "5505030339"),
     ],
 )
 def test_phone_numbers_with_extensions_unassigned_area_codes_or_ten_bare_digits(analyzer, text, value):
@@ -65,6 +67,8 @@ def test_phone_numbers_with_extensions_unassigned_area_codes_or_ten_bare_digits(
         "Your order number 5505030339 has shipped.",
         "Account 2867008962 was closed on Monday.",
         "Contact support about ticket 3115990623.",
+        "the text 2309453263 is an id",
+        "Copy this text: 2309453263",
     ],
 )
 def test_ten_bare_digits_without_a_phone_word_are_not_a_phone(analyzer, text):
