@@ -14,6 +14,9 @@ embeddings as fp16 safetensors, split into pieces of at most 15 MB (`--out`), an
 split's entity-level precision/recall after each epoch.
 
     python bench/detector_candidates/train_minilm_ner.py --stage STAGE --out $OUT --epochs 3
+
+A smaller model (`--layers 3`, or `--keep-layers 0,2,4`) can learn from a trained one as well as
+from the labels (`--teacher PIECES`: knowledge distillation, Hinton et al. 2015).
 """
 
 from __future__ import annotations
@@ -165,6 +168,31 @@ def evaluate(model: Bert, d: dict[str, np.ndarray], dev: torch.device) -> str:
     return f"exact-span P={pr:.4f} R={rc:.4f} F1={2 * pr * rc / max(pr + rc, 1e-9):.4f} recall {ents} clean-with-span {clean_fp}/{clean_texts}"
 
 
+def load_teacher(pieces: list[str], base: dict[str, torch.Tensor], dev: torch.device) -> Bert:
+    """A trained model (its pieces; `base` supplies the frozen word embeddings), in eval mode."""
+    trained: dict[str, torch.Tensor] = {}
+    for f in pieces:
+        trained.update(load_file(f))
+    layers = 1 + max(_layer(k) for k in trained if k.startswith("encoder.layer."))
+    teacher = Bert({**base, **trained}, layers=layers)
+    with torch.no_grad():  # Bert() starts the case embeddings and the head afresh: the trained ones
+        for k in ("case_embeddings.weight", "classifier.weight", "classifier.bias"):
+            teacher.g(k).copy_(trained[k].float())
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    print(f"teacher: {layers} layers from {len(pieces)} pieces", flush=True)
+    return teacher.to(dev).eval()
+
+
+def distillation(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, t: float) -> torch.Tensor:
+    """KL(teacher || student) of the temperature-softened label distributions over the labelled
+    tokens, times t^2 (Hinton et al.: keeps its gradients on the scale of the hard loss)."""
+    keep = labels.view(-1) != -100
+    s = F.log_softmax(student.float().view(-1, N_LABELS)[keep] / t, -1)
+    p = F.log_softmax(teacher.float().view(-1, N_LABELS)[keep] / t, -1)
+    return F.kl_div(s, p, log_target=True, reduction="batchmean") * t * t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stage", required=True)
@@ -192,6 +220,15 @@ def main() -> None:
         default=0,
         help="stop training after this long and save what there is (0: no limit)",
     )
+    ap.add_argument(
+        "--teacher",
+        nargs="*",
+        default=[],
+        help="weight pieces of a trained model (this script's --out) to distil from: the loss adds the KL "
+        "divergence to its label distribution (temperature --temperature, weight --alpha)",
+    )
+    ap.add_argument("--alpha", type=float, default=0.5)
+    ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--limit", type=int, default=0, help="use only this many training sequences (smoke test)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
@@ -212,6 +249,10 @@ def main() -> None:
         tr = {k: v[: a.limit] for k, v in tr.items()}
         dv = {k: v[: a.limit] for k, v in dv.items()}
     print(f"train {len(tr['lengths'])} sequences, dev {len(dv['lengths'])}", flush=True)
+    teacher = load_teacher(a.teacher, w, dev) if a.teacher else None
+    if teacher is not None:
+        print(f"teacher: dev {evaluate(teacher, dv, dev)}", flush=True)
+        teacher.eval()  # evaluate() leaves a model in training mode
     new = {"case_embeddings__weight", "classifier__weight", "classifier__bias"}
     params = [
         {
@@ -236,6 +277,10 @@ def main() -> None:
             with torch.autocast(dev.type, dtype=torch.bfloat16):
                 logits = model(ids, case, mask)
             loss = F.cross_entropy(logits.float().view(-1, N_LABELS), lab.view(-1), ignore_index=-100)
+            if teacher is not None:
+                with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16):
+                    t_logits = teacher(ids, case, mask)
+                loss = (1 - a.alpha) * loss + a.alpha * distillation(logits, t_logits, lab, a.temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
