@@ -283,10 +283,17 @@ class PiiGuardrail(Guardrail):
     def answered(self, ctx: GuardContext, texts: list[str]) -> None:
         """Analyse the answer the caller just received, in the background: it comes back as the
         assistant message of the next turn, which then costs a cache hit instead of an analysis
-        (so turn N costs about one new user message, as turn 1 does)."""
+        (so turn N costs about one new user message, as turn 1 does).
+
+        Only when a worker is free: most answers never come back (one-shot calls), and under load
+        this work would be a third analysis per request taken from live ones (prompt, answer
+        names, prewarm). Skipped, the next turn analyses its history itself, as without it."""
         policy = self._policy(ctx)
         texts = [t for t in texts if t and t.strip()]
         if not policy.enabled or not texts:
+            return
+        if not self.analyzer.has_spare_worker():
+            self.analyzer.counts["prewarm_skipped"] += len(texts)
             return
         task = asyncio.get_running_loop().create_task(
             self.analyzer.analyze_many(texts, self._entities(policy), policy.analyze_timeout_s, ctx.key_id)

@@ -23,8 +23,11 @@ class _PiiAnalysisCollector:
     the proxy). Held by weak reference: an analyzer that is gone stops counting."""
 
     NAME = "mixguard_pii_analysis"
-    HELP = "Texts the PII analyzer was asked about, by where the answer came from"
-    SOURCES = ("memory", "redis", "analyzed")
+    HELP = (
+        "Texts the PII analyzer was asked about, by where the answer came from; prewarm_skipped: answers "
+        "not analysed ahead of the next turn because every worker was busy"
+    )
+    SOURCES = ("memory", "redis", "analyzed", "prewarm_skipped")
 
     def __init__(self) -> None:
         self._analyzers: weakref.WeakSet[Any] = weakref.WeakSet()

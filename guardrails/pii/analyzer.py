@@ -558,6 +558,16 @@ class PiiAnalyzer:
             )
         return self._procs
 
+    def has_spare_worker(self) -> bool:
+        """Whether a job started now would run at once on a worker nobody else is using: no job
+        waits in line and fewer jobs hold a slot than there are workers. Background work (the
+        answer prewarm) runs only then: under load it would take a worker from live requests."""
+        if self.processes and self.short_texts_in_processes and self._processes_ready():
+            q, workers = self.process_queue, self.processes
+        else:
+            q, workers = self.queue, self.queue.capacity
+        return q.waiting() == 0 and q.in_flight() < workers
+
     def _processes_ready(self) -> bool:
         warming = getattr(self, "_warming", None)
         if self._procs is None or warming is None:

@@ -47,6 +47,10 @@ class FairQueue:
             return len(self._lines.get(tenant, ()))
         return sum(len(line) for line in self._lines.values())
 
+    def in_flight(self) -> int:
+        """Jobs holding a slot (running, or next in a worker's pipe)."""
+        return self.capacity - self._free
+
     def running(self, tenant: str) -> int:
         return self._active.get(tenant, 0)
 
