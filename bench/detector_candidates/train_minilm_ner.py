@@ -263,10 +263,12 @@ def main() -> None:
         {"params": [p for k, p in model.p.items() if k in new], "lr": a.head_lr, "weight_decay": 0.0},
     ]
     opt = torch.optim.AdamW(params, betas=(0.9, 0.98))
-    steps = a.epochs * math.ceil(len(tr["lengths"]) / a.bs)
-    warm = max(1, steps // 20)
+    planned = a.epochs * math.ceil(len(tr["lengths"]) / a.bs)
+    plan = {"steps": planned}  # cut to what fits in --max-seconds once the speed is known
+    warm = max(1, planned // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm))
+        opt,
+        lambda s: (s + 1) / warm if s < warm else max(0.0, (plan["steps"] - s) / max(1, plan["steps"] - warm)),
     )
     model.train()
     t0, step = time.time(), 0
@@ -288,14 +290,21 @@ def main() -> None:
             sched.step()
             tot += loss.item()
             step += 1
+            if a.max_seconds and step == 300:
+                # The schedule must end inside the time limit: a run cut short with its learning
+                # rate still high is worse than a shorter schedule that decays to zero.
+                fit = int(step / (time.time() - t0) * a.max_seconds * 0.95)
+                if fit < plan["steps"]:
+                    plan["steps"] = max(warm + 1, fit)
+                    print(f"--max-seconds {a.max_seconds:.0f}: {plan['steps']} of {planned} steps fit", flush=True)
             if step % 500 == 0:
-                print(f"step {step}/{steps} loss {tot / 500:.4f} {time.time() - t0:.0f}s", flush=True)
+                print(f"step {step}/{plan['steps']} loss {tot / 500:.4f} {time.time() - t0:.0f}s", flush=True)
                 tot = 0.0
-            if a.max_seconds and time.time() - t0 > a.max_seconds:
+            if step >= plan["steps"] or (a.max_seconds and time.time() - t0 > a.max_seconds):
                 break
         print(f"epoch {ep + 1}: dev {evaluate(model, dv, dev)} ({time.time() - t0:.0f}s)", flush=True)
-        if a.max_seconds and time.time() - t0 > a.max_seconds:
-            print(f"stopped at step {step}/{steps}: --max-seconds {a.max_seconds:.0f}", flush=True)
+        if step >= plan["steps"] or (a.max_seconds and time.time() - t0 > a.max_seconds):
+            print(f"stopped at step {step}/{planned} ({step * a.bs / len(tr['lengths']):.2f} epochs)", flush=True)
             break
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
