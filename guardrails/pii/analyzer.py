@@ -249,20 +249,25 @@ def _unsupported_guess(text: str, start: int, end: int, r: Any, results: list[An
         return True  # "our German customers": spaCy reads a nationality, which is no place
     if others:
         return False
-    if any(c.isdigit() for c in span) or _TITLE_RIGHT_BEFORE.search(text, 0, start):
+    # the searches before `start` look at a short window: "$"-anchored, over the whole prefix they
+    # tried every position of it (quadratic in a 2,000-character chunk)
+    lookback = max(0, start - _LOOKBACK)
+    if any(c.isdigit() for c in span) or _TITLE_RIGHT_BEFORE.search(text, lookback, start):
         return False  # "Apt. 559", "14 Harbour Lane"; "Dr. Savage"
     if r.entity_type != "PERSON":
         if all(w in TECH_TERMS or w.lower() in common_words() for w in words):
             return True  # "Compare", "Kubernetes"
         # "our German and Brazilian customers": a nationality (spaCy's NRP, when it runs), no place
         return len(words) == 1 and _is_demonym(words[0]) and _LOWER_WORD_AFTER.match(text, end) is not None
-    if len(words) == 1 and _DETERMINER_BEFORE.search(text, 0, start):
+    if len(words) == 1 and _DETERMINER_BEFORE.search(text, lookback, start):
         return True  # "the King", "a Rose"
     names, vocab = person_names(), english_words()
     # "World", "Acme", "Compare Python": words, not names ("Mark", "Will", "Rose" are both: kept)
     return all(w in TECH_TERMS or (w.lower() in vocab and w not in names) for w in words)
 
 
+#: characters before a span that the title and determiner checks read (a title, then whitespace)
+_LOOKBACK = 64
 _TITLE_RIGHT_BEFORE = re.compile(r"\b(?i:dr|mr|mrs|ms|mx|prof|sir|madam)\.?\s+$")
 _DEMONYMS = frozenset(
     [
@@ -415,7 +420,7 @@ class PiiAnalyzer:
         if len(word) > 1 and word.isupper():
             return True
         before = text[:start].rstrip()
-        initial = not before or (before[-1] in ".!?:\n" and not _TITLE_BEFORE.search(before))
+        initial = not before or (before[-1] in ".!?:\n" and not _TITLE_BEFORE.search(before, max(0, len(before) - 8)))
         label = text[end : end + 1] == ":" and word in person_names()  # "Mark: Remember me?": a speaker, not the verb
         return initial and not label and word.lower() in english_verbs()
 
