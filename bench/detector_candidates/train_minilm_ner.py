@@ -271,7 +271,7 @@ def main() -> None:
         lambda s: (s + 1) / warm if s < warm else max(0.0, (plan["steps"] - s) / max(1, plan["steps"] - warm)),
     )
     model.train()
-    t0, step = time.time(), 0
+    t0, t300, step = time.time(), 0.0, 0
     for ep in range(a.epochs):
         tot = 0.0
         for ids, case, lab, mask in batches(tr, a.bs, True, rng):
@@ -291,9 +291,12 @@ def main() -> None:
             tot += loss.item()
             step += 1
             if a.max_seconds and step == 300:
+                t300 = time.time()  # the first steps include CUDA's start-up: the speed is measured after them
+            if a.max_seconds and step == 600:
                 # The schedule must end inside the time limit: a run cut short with its learning
                 # rate still high is worse than a shorter schedule that decays to zero.
-                fit = int(step / (time.time() - t0) * a.max_seconds * 0.95)
+                now = time.time()
+                fit = step + int(300 / (now - t300) * (a.max_seconds - (now - t0)) * 0.95)
                 if fit < plan["steps"]:
                     plan["steps"] = max(warm + 1, fit)
                     print(f"--max-seconds {a.max_seconds:.0f}: {plan['steps']} of {planned} steps fit", flush=True)
