@@ -48,6 +48,7 @@ from .structure import (
     with_house_number,
 )
 from .token_ner import RECOGNIZER_NAME as TOKEN_NER
+from .token_ner import model_fingerprint
 
 log = logging.getLogger("mixguard.pii")
 
@@ -63,7 +64,8 @@ LANGUAGES_VERSION = 1
 
 
 def _engine_version(spec: tuple[Any, ...] | None) -> str:
-    return hashlib.sha256(repr((spec, LANGUAGES_VERSION)).encode()).hexdigest()[:8]
+    # the classifier's file by content: the spec names recognizers, not the weights they load
+    return hashlib.sha256(repr((spec, LANGUAGES_VERSION, model_fingerprint())).encode()).hexdigest()[:8]
 
 
 #: Texts longer than this are split into chunks analysed in parallel worker processes (spaCy holds

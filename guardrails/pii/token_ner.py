@@ -17,6 +17,7 @@ window where it lies farther from an edge.
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,17 @@ OVERLAP = 32
 _EDGE = frozenset("'’\"`,;:()[]{}<>-–—/")
 #: The recognizer's name: the analyzer treats its hits as NER (code-aware filters, name trimming).
 RECOGNIZER_NAME = "MiniLmNerRecognizer"
+
+
+def model_fingerprint(path: str | Path | None = None) -> str:
+    """A hash of the classifier's file: part of the analysis cache key, so an upgrade that ships a
+    retrained model does not reuse the previous model's answers from Redis."""
+    return _file_hash(str(path or DEFAULT_MODEL))
+
+
+@lru_cache(maxsize=4)  # read once per process (22 MB, about 15 ms)
+def _file_hash(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def load_tokenizer(path: str | Path | None = None) -> Any:
