@@ -2,7 +2,7 @@
 (issue 14, item 5: "use every core for fresh prompts"). Target: mixguard >= 5x LiteLLM's req/s, p50 <= 5 ms
 at 200 characters, and leak no worse than before.
 
-    python bench/guarded_throughput.py [--seconds 24] [--concurrency 8] [--rounds 3]
+    python bench/guarded_throughput.py [--seconds 24] [--concurrency 8] [--rounds 3] [--answers distinct]
 
 Both gateways sit in front of the same SGLang stand-in (model `mixtral`). mixguard runs its default
 policy and its default `pii:` settings (languages fr/de/es/it besides English, 2 analysis threads,
@@ -11,6 +11,11 @@ policy and its default `pii:` settings (languages fr/de/es/it besides English, 2
 database, one worker, as bench/overhead.py starts it) runs the `presidio` guardrail in `pre_call` mode
 with `output_parse_pii`, calling Presidio's analyzer and anonymizer over HTTP (bench/presidio_http.py:
 Presidio's own Flask apps under gunicorn, one worker each, as the official images run them).
+
+By default the stand-in echoes the masked prompt: the answer then holds nothing new, so mixguard's answer
+scan and its prewarm of the next turn's history cost nothing. `--answers distinct` makes it answer with
+scripted text naming other people and places, each answer once, as a model would: the throughput then
+includes those analyses.
 
 Every request carries a new ~200-character user message with a name, e-mail, phone number, street and
 city from Faker (seeded; never repeated, so no cache helps). Phases alternate between the targets
@@ -64,6 +69,20 @@ TEMPLATES = [
     "Summarise ticket {n}: {name} says the invoice sent to {email} has the wrong address ({street}, "
     "{city}, {state} {zip}); call back at {phone}.",
 ]
+
+
+def distinct_answers(seed: int, n: int) -> list[str]:
+    """Answers that name other people and places than the prompts (Faker, another seed): what a model
+    writes, which the gateway's answer scan analyses and its prewarm analyses again for the next turn."""
+    from faker import Faker
+
+    f = Faker("en_US")
+    f.seed_instance(seed)
+    return [
+        f"Certainly. I have noted that {f.name()} from {f.city()} asked about order {i:06d}; "
+        f"our team in {f.city()} will reply by Monday."
+        for i in range(n)
+    ]
 
 
 class Prompts:
@@ -317,12 +336,21 @@ def main() -> None:
     )
     ap.add_argument("--settle", type=float, default=20.0, help="seconds for mixguard's worker processes to load")
     ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument(
+        "--answers",
+        choices=["echo", "distinct"],
+        default="echo",
+        help="echo: the stand-in answers with the masked prompt (the answer scan and prewarm cost nothing); "
+        "distinct: scripted answers with other names and places, each used once, as a model's would be",
+    )
     args = ap.parse_args()
 
     prompts = Prompts(args.seed)
     prompts.ensure(4000)
     leak_sample = [prompts.take() for _ in range(args.leak_sample)]
     standin = Standin()
+    if args.answers == "distinct":
+        standin.configure(replies=distinct_answers(args.seed + 1, 20_000))
     primary = {"model": "openai/mixtral", "api_base": f"{standin.url}/v1"}
     redises: list[RedisProc] = []
     gateways: list[Gateway] = []
@@ -351,7 +379,7 @@ def main() -> None:
         print(
             f"# bench/guarded_throughput.py  {time.strftime('%Y-%m-%d %H:%M')}  {machine()}  "
             f"load average {os.getloadavg()[0]:.2f}  concurrency={args.concurrency} seconds={args.seconds:g} "
-            f"rounds={args.rounds} presidio-workers={args.presidio_workers}"
+            f"rounds={args.rounds} presidio-workers={args.presidio_workers} answers={args.answers}"
         )
         sizes = [len(t) for t, _ in prompts.pool[-500:]]
         print(f"prompts: fresh per request, {min(sizes)}-{max(sizes)} chars (mean {sum(sizes) / len(sizes):.0f})")
@@ -426,6 +454,8 @@ def main() -> None:
                     print(f"    {s / t.elapsed:5.2f} cores  pid {pid}{extra}  {proc_name(pid)}")
 
         print()
+        if args.answers == "distinct":
+            standin.configure(replies=[])  # echo again: the restore check compares the answer with the prompt
         print(
             f"leak: {args.leak_sample} prompts sent one at a time; inserted values that reached the stand-in verbatim"
         )
