@@ -16,6 +16,7 @@ weights, quantizes it and runs it:
     python bench/detector_candidates/minilm_ner.py export WEIGHTS.safetensors ...   # -> _stage/minilm_ner-int8.onnx
     python bench/detector_candidates/minilm_ner.py latency                       # p50 at 200/2,000/16,000 chars
     python bench/detector_candidates/minilm_ner.py quality                       # totals on the untuned sets
+    python bench/detector_candidates/minilm_ner.py unfuse IN.onnx --model OUT.onnx # a model exported with SkipLayerNormalization
 
 `quality` prints totals only, never an example: the untuned sets must stay untuned.
 """
@@ -32,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 # The runtime (features, windows, decoding, the ONNX session) is the gateway's own.
+from guardrails.onnx_ops import residual_layernorm, unfuse_skip_layernorm
 from guardrails.pii.token_ner import (
     ENTITIES,
     LABELS,
@@ -77,7 +79,8 @@ def char_labels_to_tokens(offs: np.ndarray, spans: list[tuple[int, int, str]]) -
 
 def build_graph(weights: dict[str, np.ndarray], cfg: dict[str, Any], path: Path) -> None:
     """fp32 ONNX graph: input_ids, case_ids (1, n) int64, position_ids (n,), mask_index (1, n, n)
-    int32 -> probs (1, n, 7). Same fused contrib ops as guardrails/topics/onnx_encoder.py."""
+    int32 -> probs (1, n, 7). Same ops as guardrails/topics/onnx_encoder.py (fused Attention and
+    BiasGelu; residual LayerNorms as plain ops, guardrails/onnx_ops.py says why)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -122,34 +125,28 @@ def build_graph(weights: dict[str, np.ndarray], cfg: dict[str, Any], path: Path)
             **ms,
         )
         o = node("MatMul", [c, const(n + "o_w", w[p + "attention.output.dense.weight"].T)], n + "o_m")
-        x = node(
-            "SkipLayerNormalization",
-            [
-                o,
-                x,
-                const(n + "ln1_w", w[p + "attention.output.LayerNorm.weight"]),
-                const(n + "ln1_b", w[p + "attention.output.LayerNorm.bias"]),
-                const(n + "o_b", w[p + "attention.output.dense.bias"]),
-            ],
+        x = residual_layernorm(
+            node,
+            o,
+            x,
+            const(n + "ln1_w", w[p + "attention.output.LayerNorm.weight"]),
+            const(n + "ln1_b", w[p + "attention.output.LayerNorm.bias"]),
+            const(n + "o_b", w[p + "attention.output.dense.bias"]),
             n + "x1",
-            epsilon=eps,
-            **ms,
+            eps,
         )
         h = node("MatMul", [x, const(n + "i_w", w[p + "intermediate.dense.weight"].T)], n + "i_m")
         h = node("BiasGelu", [h, const(n + "i_b", w[p + "intermediate.dense.bias"])], n + "gelu", **ms)
         f = node("MatMul", [h, const(n + "f_w", w[p + "output.dense.weight"].T)], n + "f_m")
-        x = node(
-            "SkipLayerNormalization",
-            [
-                f,
-                x,
-                const(n + "ln2_w", w[p + "output.LayerNorm.weight"]),
-                const(n + "ln2_b", w[p + "output.LayerNorm.bias"]),
-                const(n + "f_b", w[p + "output.dense.bias"]),
-            ],
+        x = residual_layernorm(
+            node,
+            f,
+            x,
+            const(n + "ln2_w", w[p + "output.LayerNorm.weight"]),
+            const(n + "ln2_b", w[p + "output.LayerNorm.bias"]),
+            const(n + "f_b", w[p + "output.dense.bias"]),
             n + "x2",
-            epsilon=eps,
-            **ms,
+            eps,
         )
     lg = node("MatMul", [x, const("cls_w", w["classifier.weight"].T)], "cls_m")
     lg = node("Add", [lg, const("cls_b", w["classifier.bias"])], "logits")
@@ -332,7 +329,7 @@ if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["export", "latency", "quality"])
+    ap.add_argument("cmd", choices=["export", "latency", "quality", "unfuse"])
     ap.add_argument("weights", nargs="*")
     ap.add_argument("--model")
     ap.add_argument(
@@ -344,6 +341,14 @@ if __name__ == "__main__":
     if a.cmd == "export":
         p = export(a.weights, Path(a.model) if a.model else DEFAULT_MODEL, not a.no_quantize_embeddings)
         print(p, f"{p.stat().st_size / 2**20:.1f} MiB")
+    elif a.cmd == "unfuse":
+        import onnx
+
+        src = onnx.load(a.weights[0])
+        n = unfuse_skip_layernorm(src)
+        dst = Path(a.model or a.weights[0])
+        onnx.save(src, str(dst))
+        print(f"{dst}: {n} SkipLayerNormalization nodes rewritten as Add + LayerNormalization")
     elif a.cmd == "latency":
         cmd_latency(a.model, a.detector)
     else:

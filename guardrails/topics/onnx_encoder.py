@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from ..onnx_ops import cpu_session, residual_layernorm
 from .embedder import default_model_dir
 
 log = logging.getLogger("mixguard.topics")
 
 CACHE_DIR = "~/.cache/mixguard"
-GRAPH_VERSION = "packed2"  # part of the cached file's name: a changed graph is built anew
+GRAPH_VERSION = "packed3"  # part of the cached file's name: a changed graph is built anew
 # The ONNX IR version the graphs are written with. onnx writes its own newest by default, which an
 # older onnxruntime beside it may not read ("Unsupported model IR version: 14, max supported IR
 # version: 13" was seen with onnx 1.23 and onnxruntime 1.30); 10 is read by onnxruntime >= 1.18.
@@ -69,7 +70,8 @@ def _build_graph(model_dir: Path, path: Path) -> None:
         epsilon=eps,
         axis=-1,
     )
-    # onnxruntime's fused contrib ops (com.microsoft): Attention, SkipLayerNormalization, BiasGelu.
+    # onnxruntime's fused contrib ops (com.microsoft) Attention and BiasGelu; the residual LayerNorms
+    # as plain ops (guardrails/onnx_ops.py says why)
     ms = {"domain": "com.microsoft"}
     for i in range(int(cfg["num_hidden_layers"])):
         p = f"encoder.layer.{i}."
@@ -84,34 +86,28 @@ def _build_graph(model_dir: Path, path: Path) -> None:
             **ms,
         )
         o = node("MatMul", [c, const(n + "o_w", w[p + "attention.output.dense.weight"].T)], n + "o_m")
-        x = node(
-            "SkipLayerNormalization",
-            [
-                o,
-                x,
-                const(n + "ln1_w", w[p + "attention.output.LayerNorm.weight"]),
-                const(n + "ln1_b", w[p + "attention.output.LayerNorm.bias"]),
-                const(n + "o_b", w[p + "attention.output.dense.bias"]),
-            ],
+        x = residual_layernorm(
+            node,
+            o,
+            x,
+            const(n + "ln1_w", w[p + "attention.output.LayerNorm.weight"]),
+            const(n + "ln1_b", w[p + "attention.output.LayerNorm.bias"]),
+            const(n + "o_b", w[p + "attention.output.dense.bias"]),
             n + "x1",
-            epsilon=eps,
-            **ms,
+            eps,
         )
         h = node("MatMul", [x, const(n + "i_w", w[p + "intermediate.dense.weight"].T)], n + "i_m")
         h = node("BiasGelu", [h, const(n + "i_b", w[p + "intermediate.dense.bias"])], n + "gelu", **ms)
         f = node("MatMul", [h, const(n + "f_w", w[p + "output.dense.weight"].T)], n + "f_m")
-        x = node(
-            "SkipLayerNormalization",
-            [
-                f,
-                x,
-                const(n + "ln2_w", w[p + "output.LayerNorm.weight"]),
-                const(n + "ln2_b", w[p + "output.LayerNorm.bias"]),
-                const(n + "f_b", w[p + "output.dense.bias"]),
-            ],
+        x = residual_layernorm(
+            node,
+            f,
+            x,
+            const(n + "ln2_w", w[p + "output.LayerNorm.weight"]),
+            const(n + "ln2_b", w[p + "output.LayerNorm.bias"]),
+            const(n + "f_b", w[p + "output.dense.bias"]),
             n + "x2",
-            epsilon=eps,
-            **ms,
+            eps,
         )
     nodes.append(helper.make_node("Identity", [x], ["hidden"]))
     graph = helper.make_graph(
@@ -186,16 +182,10 @@ class OnnxMiniLM:
     """encode(text) -> unit vector; encode_many(texts) -> (len, dim) in one batched call."""
 
     def __init__(self, model_dir: str | Path | None = None, max_tokens: int = 256, threads: int = 0) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         d = Path(model_dir) if model_dir else default_model_dir()
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(build_int8_model(d)), opts, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(build_int8_model(d), threads)
         self.tokenizer = Tokenizer.from_file(str(d / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_tokens)
         self.tokenizer.no_padding()

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..onnx_ops import cpu_session
 from .onnx_encoder import IR_VERSION, cached_int8_model, file_hash
 
 GRAPH_VERSION = "use2"
@@ -171,19 +172,13 @@ class OnnxUse:
     TOKEN_BUDGET = 512
 
     def __init__(self, threads: int = 0, cache_dir: str | None = None) -> None:
-        import onnxruntime as ort
 
         res = _resources()
         weights = res / "weights.npz"
         model = cached_int8_model(
             f"use-m3-{file_hash(weights)}-int8-{GRAPH_VERSION}", lambda path: _build_graph(weights, path), cache_dir
         )
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(model, threads)
         with np.load(weights, allow_pickle=False) as z:
             self.table = np.empty((_NUM_CHUNKS * z["q1"].shape[0], _EMB_DIM), np.uint8)
             for i in range(_NUM_CHUNKS):

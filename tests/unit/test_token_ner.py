@@ -4,6 +4,8 @@ The names here are made up for this file; the figures on untuned sets are bench/
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from guardrails.pii.engine import DEFAULT_RECOGNIZERS, NER_CHOICES, build_analyzer, ner_recognizers
@@ -42,6 +44,19 @@ def test_a_name_deep_in_a_long_text_keeps_its_offsets(ner):
     text = filler + "Then Ingvild Marrowby signed the report."
     assert len(windows(len(ner.tokenizer.encode(text, add_special_tokens=False).ids))) > 1
     assert ("PERSON", "Ingvild Marrowby") in _found(ner, text)
+
+
+@pytest.mark.parametrize("n", [1, 254, 255, 300, 450, 508, 999, 3600])
+def test_windows_cover_every_token_once_with_context_and_no_waste(n):
+    ws = windows(n)
+    assert ws[0][0] == 0 and ws[-1][1] == n
+    assert all(e - s <= 254 for s, e, _, _ in ws)  # the model's 256 with [CLS] and [SEP]
+    assert all(a[1] - b[0] >= 32 for a, b in pairwise(ws))  # neighbours share 32 tokens or more
+    assert [t for _, _, kf, kt in ws for t in range(kf, kt)] == list(range(n))  # each token labelled once
+    assert all(s <= kf and kt <= e for s, e, kf, kt in ws)
+    # as few windows as the overlap allows, and no more tokens run than that needs
+    assert len(ws) == max(1, -(-(n - 32) // 222))
+    assert sum(e - s for s, e, _, _ in ws) <= n + (len(ws) - 1) * 32 + len(ws)
 
 
 @pytest.mark.parametrize(("choice", "has_token_ner", "has_spacy"), [("minilm", True, False), ("spacy", False, True)])
