@@ -49,10 +49,24 @@ NAME_PARTICLES = {
 }
 
 
+def _edge_word(word: str) -> bool:
+    """A word a name does not start or end with: digits ("637"), or all lowercase and no name
+    particle ("said", "ms.", "kid"; not "van", not "d'Arc")."""
+    if any(c.isdigit() for c in word):
+        return True
+    return word[:1].islower() and not any(c.isupper() for c in word) and word.lower() not in NAME_PARTICLES
+
+
+_POSSESSIVE_END = re.compile(r"['’]s$")
+
+
 def trim_person(text: str, start: int, end: int) -> tuple[int, int]:
     """Cut a PERSON span to its name: the small model often runs a name into the next line or a
-    house number ("Helena Carlsen\\n\\n637"). Keeps the first line with letters, without
-    leading or trailing words that carry digits."""
+    house number ("Helena Carlsen\n\n637"), and the token classifier sometimes takes a word on
+    either side ("ms. Adrian", "said Herman", "Thekla's kid"). Keeps the first line with letters,
+    without leading or trailing words that carry digits or are lowercase words, and without a
+    possessive 's at the end. (Left whole, such a span was dropped as no name, and with it the
+    cue recognizer's "Adrian" that Presidio had merged into it.)"""
     seg = text[start:end]
     offset = 0
     for line in seg.split("\n"):
@@ -62,13 +76,15 @@ def trim_person(text: str, start: int, end: int) -> tuple[int, int]:
             break
         offset += len(line) + 1
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", seg)]
-    while words and any(c.isdigit() for c in seg[words[-1][0] : words[-1][1]]):
+    while words and _edge_word(seg[words[-1][0] : words[-1][1]]):
         words.pop()
-    while words and any(c.isdigit() for c in seg[words[0][0] : words[0][1]]):
+    while words and _edge_word(seg[words[0][0] : words[0][1]]):
         words.pop(0)
     if not words:
         return start, start
-    return start + offset + words[0][0], start + offset + words[-1][1]
+    last = seg[words[-1][0] : words[-1][1]]
+    cut = 2 if len(last) > 2 and _POSSESSIVE_END.search(last) else 0
+    return start + offset + words[0][0], start + offset + words[-1][1] - cut
 
 
 _ADDRESS_LINE = re.compile(
