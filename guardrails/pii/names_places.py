@@ -128,12 +128,12 @@ class _LocalRecognizer(EntityRecognizer):
 
 class ContextNameRecognizer(_LocalRecognizer):
     """Names right after words that announce one: "My name is …", "Name: …", "Dear …",
-    "Dr. …", "follow up with …", "said …", "everyone calls me …", and the name line that heads
+    "Dr. …", "follow up with …", "said …", "says …", "everyone calls me …", and the name line that heads
     an address block."""
 
     CUES = (
         r"(?:\b(?:[Mm]y name is|[Mm]y name's|[Cc]alls? me|I am|I'm|[Dd]irected [Bb]y|[Ww]ritten [Bb]y|"
-        r"[Ss]igned|[Ff]ollow up with|[Ss]aid|[Aa]sked|[Rr]eplied|[Tt]old|[Ss]houted at|[Ww]rote to|[Mm]arried|"
+        r"[Ss]igned|[Ff]ollow up with|[Ss]aid|[Ss]ays|[Aa]sked|[Rr]eplied|[Tt]old|[Ss]houted at|[Ww]rote to|[Mm]arried|"
         r"(?:[Mm]aiden|[Ll]ast|[Ff]irst|[Ff]amily|[Gg]iven|[Yy]our|[Hh]is|[Hh]er) name(?: is|\?|:)|[Ss]urname(?: is|\?|:)|[Nn]amed (?:him|her|them|it))"
         r"[ \t]*[:,]?"
         r"|\b(?:[Nn]ame|[Ff]ull [Nn]ame|[Cc]ustomer|[Pp]atient|[Cc]ontact|[Aa]ttn|[Bb]eneficiary|[Aa]uthor)[ \t]*:"

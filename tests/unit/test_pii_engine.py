@@ -138,6 +138,7 @@ def test_a_name_the_classifier_runs_into_a_word_beside_it_is_still_masked(analyz
         ("Name:    Mehrudin M Thaler\nAddress: 990 Rue du Niger 87", "Mehrudin M Thaler"),
         ("Please follow up with Đurđa Jovanović next week.", "Đurđa Jovanović"),
         ("Pertti Palander\n\n083 Favoritenstrasse 36\nWien", "Pertti Palander"),
+        ('"It works now," says Stone.', "Stone"),  # a word as much as a name: the cue decides
     ],
 )
 def test_names_after_cue_words_and_at_the_head_of_an_address_block(analyzer, text, name):
