@@ -17,6 +17,7 @@ weights, quantizes it and runs it:
     python bench/detector_candidates/minilm_ner.py latency                       # p50 at 200/2,000/16,000 chars
     python bench/detector_candidates/minilm_ner.py quality                       # totals on the untuned sets
     python bench/detector_candidates/minilm_ner.py unfuse IN.onnx --model OUT.onnx # a model exported with SkipLayerNormalization
+    python bench/detector_candidates/minilm_ner.py teacher --model M.onnx           # -> _stage/teacher/: fp16 pieces to distil from
 
 `quality` prints totals only, never an example: the untuned sets must stay untuned.
 """
@@ -34,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 # The runtime (features, windows, decoding, the ONNX session) is the gateway's own.
 from guardrails.onnx_ops import residual_layernorm, unfuse_skip_layernorm
+from guardrails.pii.token_ner import DEFAULT_MODEL as SHIPPED_MODEL
 from guardrails.pii.token_ner import (
     ENTITIES,
     LABELS,
@@ -199,6 +201,66 @@ def export(weights: list[str], out: Path = DEFAULT_MODEL, quantize_embeddings: b
     return out
 
 
+def teacher_pieces(model: Path, out: Path) -> list[Path]:
+    """The trained tensors of an int8 classifier (the shipped one) dequantized back to fp16
+    safetensors pieces in train_minilm_ner.py's names, as its `--teacher` (and `--weights`) read
+    them: a smaller model can then be distilled from the model that ships, whose fp32 weights
+    this checkout does not keep. The word embeddings are left out (frozen in training: the base
+    weights hold them)."""
+    import onnx
+    from onnx import numpy_helper
+    from safetensors.numpy import load_file, save_file
+
+    g = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(model)).graph.initializer}
+
+    def deq(name: str) -> np.ndarray:
+        q, scale, zero = g[name + "_quantized"], g[name + "_scale"], g[name + "_zero_point"]
+        return ((q.astype(np.float32) - zero.astype(np.float32)) * scale).astype(np.float32)
+
+    base = load_file(str(model_dir() / "model.safetensors"))
+    types = np.array(base["embeddings.token_type_embeddings.weight"], np.float32)
+    types[0] = g["type0"]
+    t: dict[str, np.ndarray] = {
+        "case_embeddings.weight": deq("case"),
+        "embeddings.position_embeddings.weight": deq("pos"),
+        "embeddings.token_type_embeddings.weight": types,
+        "embeddings.LayerNorm.weight": g["eln_w"],
+        "embeddings.LayerNorm.bias": g["eln_b"],
+        "classifier.weight": deq("cls_w").T,
+        "classifier.bias": g["cls_b"],
+    }
+    layers = 1 + max(int(k[1 : k.index("_")]) for k in g if k.startswith("l") and k[1].isdigit())
+    for i in range(layers):
+        p, n = f"encoder.layer.{i}.", f"l{i}_"
+        qkv, qkv_b = deq(n + "qkv_w"), g[n + "qkv_b"]
+        d = qkv.shape[0]
+        for j, k in enumerate(("query", "key", "value")):
+            t[p + f"attention.self.{k}.weight"] = qkv[:, j * d : (j + 1) * d].T
+            t[p + f"attention.self.{k}.bias"] = qkv_b[j * d : (j + 1) * d]
+        for name, key, ln in (
+            ("o", "attention.output.dense", "attention.output.LayerNorm"),
+            ("f", "output.dense", "output.LayerNorm"),
+        ):
+            t[p + key + ".weight"] = deq(n + name + "_w").T
+            t[p + key + ".bias"] = g[n + name + "_b"]
+            w, b = ("ln1_w", "ln1_b") if name == "o" else ("ln2_w", "ln2_b")
+            t[p + ln + ".weight"], t[p + ln + ".bias"] = g[n + w], g[n + b]
+        t[p + "intermediate.dense.weight"] = deq(n + "i_w").T
+        t[p + "intermediate.dense.bias"] = g[n + "i_b"]
+    out.mkdir(parents=True, exist_ok=True)
+    paths, piece, size = [], {}, 0
+    for k in sorted(t):
+        arr = np.ascontiguousarray(t[k], np.float16)
+        if piece and size + arr.nbytes > 15_000_000:
+            paths.append(out / f"teacher-{len(paths)}.safetensors")
+            save_file(piece, str(paths[-1]))
+            piece, size = {}, 0
+        piece[k], size = arr, size + arr.nbytes
+    paths.append(out / f"teacher-{len(paths)}.safetensors")
+    save_file(piece, str(paths[-1]))
+    return paths
+
+
 # ---------------------------------------------------------------------------------------------
 # runtime
 
@@ -329,7 +391,7 @@ if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["export", "latency", "quality", "unfuse"])
+    ap.add_argument("cmd", choices=["export", "latency", "quality", "unfuse", "teacher"])
     ap.add_argument("weights", nargs="*")
     ap.add_argument("--model")
     ap.add_argument(
@@ -341,6 +403,9 @@ if __name__ == "__main__":
     if a.cmd == "export":
         p = export(a.weights, Path(a.model) if a.model else DEFAULT_MODEL, not a.no_quantize_embeddings)
         print(p, f"{p.stat().st_size / 2**20:.1f} MiB")
+    elif a.cmd == "teacher":
+        for p in teacher_pieces(Path(a.model) if a.model else SHIPPED_MODEL, STAGE / "teacher"):
+            print(p, f"{p.stat().st_size / 2**20:.1f} MiB")
     elif a.cmd == "unfuse":
         import onnx
 
