@@ -42,9 +42,10 @@ def cpu_session(model: str | Path, threads: int = 0, optimized_model_path: str |
 def residual_layernorm(
     node: Callable[..., str], x: str, skip: str, weight: str, bias: str, dense_bias: str, out: str, eps: float
 ) -> str:
-    """LayerNorm(x + dense_bias + skip), BERT's residual block, as plain ONNX ops. `node(op, inputs,
-    output, **attrs)` appends a node and returns its output's name."""
-    s = node("Add", [x, dense_bias], out + "_b")
+    """LayerNorm(x + dense_bias + skip), BERT's residual block, as plain ONNX ops (no dense_bias:
+    LayerNorm(x + skip)). `node(op, inputs, output, **attrs)` appends a node and returns its
+    output's name."""
+    s = node("Add", [x, dense_bias], out + "_b") if dense_bias else x
     s = node("Add", [s, skip], out + "_sum")
     return node("LayerNormalization", [s, weight, bias], out, epsilon=eps, axis=-1)
 
@@ -71,10 +72,7 @@ def unfuse_skip_layernorm(model: Any) -> int:
             nodes.append(helper.make_node(op, ins, [name], **attrs))
             return name
 
-        if dense_bias:
-            residual_layernorm(node, x, skip, weight, bias, dense_bias, out, eps)
-        else:
-            node("LayerNormalization", [node("Add", [x, skip], out + "_sum"), weight, bias], out, epsilon=eps, axis=-1)
+        residual_layernorm(node, x, skip, weight, bias, dense_bias, out, eps)
         done += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)

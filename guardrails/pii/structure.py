@@ -62,7 +62,7 @@ _POSSESSIVE_END = re.compile(r"['’]s$")
 
 def trim_person(text: str, start: int, end: int) -> tuple[int, int]:
     """Cut a PERSON span to its name: the small model often runs a name into the next line or a
-    house number ("Helena Carlsen\n\n637"), and the token classifier sometimes takes a word on
+    house number ("Helena Carlsen\\n\\n637"), and the token classifier sometimes takes a word on
     either side ("ms. Adrian", "said Herman", "Thekla's kid"). Keeps the first line with letters,
     without leading or trailing words that carry digits or are lowercase words, and without a
     possessive 's at the end. (Left whole, such a span was dropped as no name, and with it the
