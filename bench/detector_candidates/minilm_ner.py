@@ -237,14 +237,13 @@ def teacher_pieces(model: Path, out: Path) -> list[Path]:
         for j, k in enumerate(("query", "key", "value")):
             t[p + f"attention.self.{k}.weight"] = qkv[:, j * d : (j + 1) * d].T
             t[p + f"attention.self.{k}.bias"] = qkv_b[j * d : (j + 1) * d]
-        for name, key, ln in (
-            ("o", "attention.output.dense", "attention.output.LayerNorm"),
-            ("f", "output.dense", "output.LayerNorm"),
+        for name, key, ln, ln_name in (
+            ("o", "attention.output.dense", "attention.output.LayerNorm", "ln1"),
+            ("f", "output.dense", "output.LayerNorm", "ln2"),
         ):
             t[p + key + ".weight"] = deq(n + name + "_w").T
             t[p + key + ".bias"] = g[n + name + "_b"]
-            w, b = ("ln1_w", "ln1_b") if name == "o" else ("ln2_w", "ln2_b")
-            t[p + ln + ".weight"], t[p + ln + ".bias"] = g[n + w], g[n + b]
+            t[p + ln + ".weight"], t[p + ln + ".bias"] = g[n + ln_name + "_w"], g[n + ln_name + "_b"]
         t[p + "intermediate.dense.weight"] = deq(n + "i_w").T
         t[p + "intermediate.dense.bias"] = g[n + "i_b"]
     out.mkdir(parents=True, exist_ok=True)
