@@ -53,6 +53,9 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--spacy-model", help="an installed spaCy package or a model directory (default: the config's)")
+    ap.add_argument(
+        "--ner-model", choices=["minilm-l3", "minilm-l6"], help="mixguard.pii.ner_model (default: the config's)"
+    )
     args = ap.parse_args()
     import redis.asyncio as aioredis
 
@@ -68,7 +71,11 @@ async def main() -> None:
         cfg = parse_config(
             "model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: 'http://127.0.0.1:1/v1'}\n"
             f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n"
-            + (f"  pii: {{spacy_model: '{args.spacy_model}'}}\n" if args.spacy_model else "")
+            + "  pii: {"
+            + ", ".join(
+                f"{k}: '{v}'" for k, v in (("spacy_model", args.spacy_model), ("ner_model", args.ner_model)) if v
+            )
+            + "}\n"
         )
         pipe = build_pipeline(cfg, PolicyStore(cfg.mixguard.policies_path()))
         build_s = time.perf_counter() - t0
@@ -77,6 +84,7 @@ async def main() -> None:
         rng = random.Random(7)
         print(
             f"# bench/pii_latency.py  {time.strftime('%Y-%m-%d')}  {machine()}  runs={args.runs}  (engine build {build_s:.1f} s)"
+            + (f"  ner_model={args.ner_model}" if args.ner_model else "")
         )
 
         async def once(messages: list[dict]) -> float:

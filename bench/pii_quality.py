@@ -126,9 +126,11 @@ def _pct(a: int, b: int) -> str:
 
 
 @contextlib.asynccontextmanager
-async def guarded_pipeline(spacy_model: str | None = None, ner: str | None = None) -> AsyncIterator[Any]:
-    """The gateway's guardrail pipeline (default config; `spacy_model`, `ner` (mixguard.pii.ner) if
-    given) bound to a Redis server started for it."""
+async def guarded_pipeline(
+    spacy_model: str | None = None, ner: str | None = None, ner_model: str | None = None
+) -> AsyncIterator[Any]:
+    """The gateway's guardrail pipeline (default config; the `mixguard.pii` settings `spacy_model`,
+    `ner`, `ner_model` where given) bound to a Redis server started for it."""
     import redis.asyncio as aioredis
 
     from policies.store import PolicyStore
@@ -142,7 +144,7 @@ async def guarded_pipeline(spacy_model: str | None = None, ner: str | None = Non
             f"mixguard:\n  policies_dir: {ROOT / 'policies'}\n"
             + "  pii: {"
             + ", ".join(
-                [*([f"spacy_model: '{spacy_model}'"] if spacy_model else []), *([f"ner: '{ner}'"] if ner else [])]
+                f"{k}: '{v}'" for k, v in (("spacy_model", spacy_model), ("ner", ner), ("ner_model", ner_model)) if v
             )
             + "}\n"
         )
@@ -240,11 +242,17 @@ async def main() -> None:
     ap.add_argument(
         "--ner", choices=["minilm+spacy", "minilm", "spacy"], help="mixguard.pii.ner (default: the config's)"
     )
+    ap.add_argument(
+        "--ner-model", choices=["minilm-l3", "minilm-l6"], help="mixguard.pii.ner_model (default: the config's)"
+    )
     args = ap.parse_args()
 
     names = args.set or [n for n, s in SETS.items() if not args.untuned or not s.tuned]
-    async with guarded_pipeline(args.spacy_model, args.ner) as pipe:
-        print(f"# bench/pii_quality.py  {time.strftime('%Y-%m-%d')}  {machine()}  policy={args.policy}")
+    async with guarded_pipeline(args.spacy_model, args.ner, args.ner_model) as pipe:
+        print(
+            f"# bench/pii_quality.py  {time.strftime('%Y-%m-%d')}  {machine()}  policy={args.policy}"
+            + (f"  ner_model={args.ner_model}" if args.ner_model else "")
+        )
         t_all = time.perf_counter()
         await measure(pipe, names, args.policy, lambda *a: report(*a, args))
         print(f"\n(all sets in {time.perf_counter() - t_all:.0f} s)")

@@ -171,6 +171,12 @@ class PiiSettings(_Strict):
         "fewer leaks, more over-masking, about 1.7x the analysis time; spaCy also finds nationalities, NRP), "
         "or spaCy's model alone; docs/benchmarks.md compares them",
     )
+    ner_model: Literal["minilm-l3", "minilm-l6"] = Field(
+        default="minilm-l3",
+        description="which shipped token classifier `ner` runs: minilm-l3 (3 encoder layers distilled from the "
+        "6-layer model, half its CPU per token) or minilm-l6; their leak and latency figures are in "
+        "docs/benchmarks.md (issue 14, seventh round)",
+    )
     vault_ttl_seconds: int = Field(default=86_400, gt=0)
     vault_key_env: str = Field(default="MIXGUARD_VAULT_KEY", description="env var holding the vault encryption key")
     analysis_workers: int = Field(default=2, ge=1, le=32)

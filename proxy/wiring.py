@@ -50,6 +50,7 @@ def build_pipeline(config: GatewayConfig, store: PolicyStore) -> Pipeline:
                 sorted(enabled),
                 [r.model_dump() for lp in policies.values() for r in lp.policy.pii.recognizers],
                 tuple(ms.pii.languages),
+                ms.pii.ner_model,
             )
 
         spec = spec_for(store.policies)

@@ -49,8 +49,8 @@ from .structure import (
     trim_person,
     with_house_number,
 )
+from .token_ner import CLASSIFIERS, DEFAULT_CLASSIFIER, model_fingerprint, wide_inference
 from .token_ner import RECOGNIZER_NAME as TOKEN_NER
-from .token_ner import model_fingerprint
 
 log = logging.getLogger("mixguard.pii")
 
@@ -68,7 +68,9 @@ LANGUAGES_VERSION = 1
 def _engine_version(spec: tuple[Any, ...] | None) -> str:
     # the classifier's file by content: the spec names recognizers, not the weights they load; the
     # detection code and the libraries it calls by content and version
-    key = (spec, LANGUAGES_VERSION, model_fingerprint(), code_fingerprint())
+    classifier = _classifier_of(spec)
+    model = None if classifier == DEFAULT_CLASSIFIER else CLASSIFIERS[classifier]
+    key = (spec, LANGUAGES_VERSION, model_fingerprint(model), code_fingerprint())
     return hashlib.sha256(repr(key).encode()).hexdigest()[:8]
 
 
@@ -136,14 +138,21 @@ def _worker_init(spec: tuple[Any, ...]) -> None:
     _WORKER = PiiAnalyzer(engine_from_spec(spec))
 
 
+def _classifier_of(spec: tuple[Any, ...] | None) -> str:
+    return spec[4] if spec is not None and len(spec) > 4 else DEFAULT_CLASSIFIER
+
+
 def engine_from_spec(spec: tuple[Any, ...]) -> Any:
-    """A Presidio engine from (spaCy model, recognizer names, custom recognizer dicts[, languages])."""
+    """A Presidio engine from (spaCy model, recognizer names, custom recognizer dicts[, languages
+    besides English[, token classifier]]); absent: every language, the default classifier."""
     from .engine import build_analyzer
 
-    spacy_model, enabled, customs, *rest = spec  # rest: the languages besides English (all when absent)
+    spacy_model, enabled, customs, *rest = spec
     extra = [custom_recognizer(CustomRecognizer(**c)) for c in customs]
     if rest:
-        return build_analyzer(spacy_model, set(enabled), extra, languages=("en", *rest[0]))
+        return build_analyzer(
+            spacy_model, set(enabled), extra, languages=("en", *rest[0]), classifier=_classifier_of(spec)
+        )
     return build_analyzer(spacy_model, set(enabled), extra)
 
 
@@ -157,6 +166,13 @@ def _worker_batch(texts: list[str], entities: list[str] | None) -> list[list[tup
     """Analyse whole texts (normalized here, spans in each text's own offsets)."""
     assert _WORKER is not None
     return [[(x.start, x.end, x.entity, x.score) for x in _WORKER.analyze_sync(t, entities)] for t in texts]
+
+
+def _worker_batch_wide(texts: list[str], entities: list[str] | None) -> list[list[tuple[int, int, str, float]]]:
+    """`_worker_batch` for a job that started while the other workers were idle: the classifier
+    may use their cores too (token_ner.wide_inference)."""
+    with wide_inference():
+        return _worker_batch(texts, entities)
 
 
 def _to_original(norm: Normalized, spans: list[Span]) -> list[Span]:
@@ -344,6 +360,12 @@ _LOWER_WORD_AFTER = re.compile(r"(?:\s*,)?\s+[a-z]")
 _DETERMINER_BEFORE = re.compile(r"\b(?i:the|a|an)\s+$")
 
 
+def _tech_term(value: str) -> bool:
+    """A span whose words, numbers aside, are all tools of the trade ("Ubuntu 22", "Windows 10")."""
+    words = [w for w in value.split() if not w.strip(".,").isdigit()]
+    return bool(words) and TECH_TERMS.issuperset(words)
+
+
 def _is_demonym(word: str) -> bool:
     return word in _DEMONYMS or (_DEMONYM_SUFFIX.search(word) is not None and word.lower() in english_words())
 
@@ -431,8 +453,8 @@ class PiiAnalyzer:
                 and (_CODE_LIKE.search(text[start:end]) or _UNIT_AFTER_NUMBER.search(text, max(0, start - 2), end))
             ):
                 continue  # "sha256:6111b4…", "E66181", "1.2 GB": hashes, codes and units, not places
-            if ner and r.entity_type in ("PERSON", "LOCATION") and TECH_TERMS.issuperset(text[start:end].split()):
-                continue  # "Docker", "Pixel": the tools and products of the trade
+            if ner and r.entity_type in ("PERSON", "LOCATION", "STREET_ADDRESS") and _tech_term(text[start:end]):
+                continue  # "Docker", "Pixel", "Ubuntu 22": the tools and products of the trade, versions
             if _recognizer_of(r) == TOKEN_NER and _unsupported_guess(text, start, end, r, results):
                 continue
             out.append(Span(start, end, r.entity_type, float(r.score)))
@@ -549,9 +571,19 @@ class PiiAnalyzer:
         batches = _batches([i for i, x in enumerate(is_long) if not x], texts)
         if use_processes and self.short_texts_in_processes:
             pool = self._process_pool()
+            # A job that starts while every other worker is idle runs on all cores (at concurrency 1
+            # they would only wait); any other keeps to one core, as under load.
             jobs += [
                 self._spans_of(
-                    self.process_queue.run(tenant, pool, _worker_batch, [texts[i] for i in b], entities, bulk=bulk)
+                    self.process_queue.run(
+                        tenant,
+                        pool,
+                        _worker_batch,
+                        [texts[i] for i in b],
+                        entities,
+                        bulk=bulk,
+                        alone=_worker_batch_wide,
+                    )
                 )
                 for b in batches
             ]

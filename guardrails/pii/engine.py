@@ -36,7 +36,7 @@ from .names_places import (
     CountryRecognizer,
     NameGazetteerRecognizer,
 )
-from .token_ner import RECOGNIZER_NAME, TokenNer, TokenNerRecognizer
+from .token_ner import CLASSIFIERS, DEFAULT_CLASSIFIER, RECOGNIZER_NAME, TokenNer, TokenNerRecognizer
 
 log = logging.getLogger("mixguard.pii")
 
@@ -307,9 +307,11 @@ def build_analyzer(
     enabled: Iterable[str] = DEFAULT_RECOGNIZERS,
     extra_recognizers: Iterable[Any] = (),
     languages: Iterable[str] = LANGUAGES,
+    classifier: str = DEFAULT_CLASSIFIER,
 ) -> AnalyzerEngine:
     """Presidio's engine for English and `languages` (see languages.py): `spacy_model` is the
-    English pipeline; every language gets the same recognizers plus its own."""
+    English pipeline; every language gets the same recognizers plus its own. `classifier` names
+    the token classifier (token_ner.CLASSIFIERS) when its recognizer is enabled."""
     import spacy
     from spacy.language import Language
 
@@ -421,7 +423,7 @@ def build_analyzer(
         )
     ]
     if TOKEN_NER in enabled:  # English only: trained on English templates; the other languages keep their own NER
-        registry.add_recognizer(TokenNerRecognizer(TokenNer()))
+        registry.add_recognizer(TokenNerRecognizer(TokenNer(CLASSIFIERS[classifier])))
     if "SpacyRecognizer" not in enabled and "ner" in nlp.pipe_names:
         nlp.disable_pipe("ner")  # nothing reads spaCy's English entities: its tokens and lemmas are enough
     names = sorted({r.name for r in registry.recognizers if r.supported_language == "en"})  # type: ignore[has-type]

