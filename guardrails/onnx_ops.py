@@ -20,15 +20,10 @@ from typing import Any
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
 
-def cpu_session(
-    model: str | Path, threads: int = 0, optimized_model_path: str | Path | None = None, stop_spinning: bool = False
-) -> Any:
+def cpu_session(model: str | Path, threads: int = 0, optimized_model_path: str | Path | None = None) -> Any:
     """An onnxruntime CPU session with every graph optimization but the SkipLayerNorm fusion.
     `threads` > 0 pins intra-op threads (one per analysis worker: each runs one text at a time);
-    `optimized_model_path` saves the graph as optimized (to see which kernels will run).
-    `stop_spinning`: the intra-op threads spin between the many small parallel sections of one run
-    (without spinning, waking them costs what a second thread saves on a short text) but stop as soon
-    as the run returns, instead of burning about 30 ms of a core after each run."""
+    `optimized_model_path` saves the graph as optimized (to see which kernels will run)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -36,9 +31,6 @@ def cpu_session(
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-    if stop_spinning:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
-        opts.add_session_config_entry("session.force_spinning_stop", "1")
     opts.log_severity_level = 3
     if optimized_model_path:
         opts.optimized_model_filepath = str(optimized_model_path)

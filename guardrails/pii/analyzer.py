@@ -49,7 +49,7 @@ from .structure import (
     trim_person,
     with_house_number,
 )
-from .token_ner import CLASSIFIERS, DEFAULT_CLASSIFIER, model_fingerprint, wide_inference
+from .token_ner import CLASSIFIERS, DEFAULT_CLASSIFIER, model_fingerprint
 from .token_ner import RECOGNIZER_NAME as TOKEN_NER
 
 log = logging.getLogger("mixguard.pii")
@@ -166,13 +166,6 @@ def _worker_batch(texts: list[str], entities: list[str] | None) -> list[list[tup
     """Analyse whole texts (normalized here, spans in each text's own offsets)."""
     assert _WORKER is not None
     return [[(x.start, x.end, x.entity, x.score) for x in _WORKER.analyze_sync(t, entities)] for t in texts]
-
-
-def _worker_batch_wide(texts: list[str], entities: list[str] | None) -> list[list[tuple[int, int, str, float]]]:
-    """`_worker_batch` for a job that started while the other workers were idle: the classifier
-    may use their cores too (token_ner.wide_inference)."""
-    with wide_inference():
-        return _worker_batch(texts, entities)
 
 
 def _to_original(norm: Normalized, spans: list[Span]) -> list[Span]:
@@ -571,19 +564,9 @@ class PiiAnalyzer:
         batches = _batches([i for i, x in enumerate(is_long) if not x], texts)
         if use_processes and self.short_texts_in_processes:
             pool = self._process_pool()
-            # A job that starts while every other worker is idle runs on all cores (at concurrency 1
-            # they would only wait); any other keeps to one core, as under load.
             jobs += [
                 self._spans_of(
-                    self.process_queue.run(
-                        tenant,
-                        pool,
-                        _worker_batch,
-                        [texts[i] for i in b],
-                        entities,
-                        bulk=bulk,
-                        alone=_worker_batch_wide,
-                    )
+                    self.process_queue.run(tenant, pool, _worker_batch, [texts[i] for i in b], entities, bulk=bulk)
                 )
                 for b in batches
             ]

@@ -39,7 +39,6 @@ class FairQueue:
         self._active: dict[str, int] = {}
         self._lines: OrderedDict[str, deque[tuple[asyncio.Future[None], bool]]] = OrderedDict()
         self.granted = 0  # jobs started, for metrics and tests
-        self.granted_alone = 0  # of those, jobs that ran their `alone` variant (no other job held a slot)
         self.dropped = 0  # jobs whose request gave up before they started
 
     def waiting(self, tenant: str | None = None) -> int:
@@ -116,25 +115,12 @@ class FairQueue:
                         del self._lines[tenant]
             raise
 
-    async def run(
-        self,
-        tenant: str,
-        executor: Executor,
-        fn: Callable[..., T],
-        *args: Any,
-        bulk: bool = False,
-        alone: Callable[..., T] | None = None,
-    ) -> T:
+    async def run(self, tenant: str, executor: Executor, fn: Callable[..., T], *args: Any, bulk: bool = False) -> T:
         """Run `fn(*args)` on `executor` when `tenant`'s turn comes. The slot is held until the
         worker has really finished, even if the caller stops waiting (a thread cannot be
-        interrupted; the next job must not be started beside it). `alone(*args)` runs instead when
-        no other job holds a slot as this one starts: the other workers are idle, and a job may use
-        their cores (decided here, when the slot is granted, not when the job was queued)."""
+        interrupted; the next job must not be started beside it)."""
         await self._acquire(tenant, bulk)
         loop = asyncio.get_running_loop()
-        if alone is not None and self.in_flight() == 1:
-            fn = alone
-            self.granted_alone += 1
         try:
             job = executor.submit(fn, *args)
         except BaseException:

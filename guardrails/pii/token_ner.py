@@ -19,11 +19,7 @@ token's label comes from the window where it lies farther from an edge.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -52,32 +48,6 @@ _POSSESSIVE = frozenset({"'s", "’s"})
 _LIST_ITEM = re.compile(r"[^,;]+")  # a person's span ends at a list comma
 #: The recognizer's name: the analyzer treats its hits as NER (code-aware filters, name trimming).
 RECOGNIZER_NAME = "MiniLmNerRecognizer"
-#: Whether the job running now may use every core (see `wide_inference`).
-_WIDE: ContextVar[bool] = ContextVar("mixguard_wide_inference", default=False)
-
-
-@contextmanager
-def wide_inference(on: bool = True) -> Iterator[None]:
-    """Within this block the classifier runs each window on all of its wide session's threads.
-    The analyzer asks for it only when no other analysis job is in flight: the other cores are idle
-    then, and a lone short prompt's windows take about 0.6x as long on two threads as on one
-    (bench/results/minilm_ner.txt, seventh round). Under load every job keeps to one thread, one core
-    per worker, as before."""
-    token = _WIDE.set(on)
-    try:
-        yield
-    finally:
-        _WIDE.reset(token)
-
-
-def wide_threads() -> int:
-    """Threads of the wide session: the cores this process may run on, at most 4 (past that a
-    window of a few hundred tokens gains little)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return min(4, cores)
 
 
 def model_fingerprint(path: str | Path | None = None) -> str:
@@ -197,19 +167,10 @@ class TokenNer:
     #: generator's own dev split, never on an evaluation set)
     MIN_SCORE = 0.5
 
-    def __init__(
-        self,
-        model_path: str | Path | None = None,
-        threads: int = 1,
-        min_score: float | None = None,
-        wide: int | None = None,
-    ) -> None:
+    def __init__(self, model_path: str | Path | None = None, threads: int = 1, min_score: float | None = None) -> None:
         self.model_path = Path(model_path or DEFAULT_MODEL)
         # threads=1: each analysis worker (thread or process) runs one text at a time, on a core of its own
         self.session = cpu_session(self.model_path, threads)
-        # `wide` threads (default: `wide_threads()`) for jobs run inside `wide_inference()`; 1: none
-        n = wide_threads() if wide is None else wide
-        self.wide_session = cpu_session(self.model_path, n, stop_spinning=True) if n > 1 else None
         self.tokenizer = load_tokenizer()
         self.cls_id = self.tokenizer.token_to_id("[CLS]")
         self.sep_id = self.tokenizer.token_to_id("[SEP]")
@@ -220,7 +181,6 @@ class TokenNer:
         ids, case, offs = featurize(self.tokenizer, text)
         n = len(ids)
         probs = np.zeros((n, len(LABELS)), np.float32)
-        session = self.wide_session if self.wide_session is not None and _WIDE.get() else self.session
         for s, e, kf, kt in windows(n):
             m = e - s + 2
             wid = np.empty((1, m), np.int64)
@@ -228,7 +188,7 @@ class TokenNer:
             wid[0, 1:-1] = ids[s:e]
             wc = np.zeros((1, m), np.int64)
             wc[0, 1:-1] = case[s:e]
-            out = session.run(
+            out = self.session.run(
                 ["probs"],
                 {
                     "input_ids": wid,

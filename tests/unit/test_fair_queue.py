@@ -161,7 +161,6 @@ def test_short_texts_go_to_the_worker_processes_once_they_are_ready() -> None:
 
         found = asyncio.run(main())
         assert analyzer.process_queue.granted >= 1 and analyzer.queue.granted == 0
-        assert analyzer.process_queue.granted_alone == 1  # one job, every other worker idle: it ran wide
         assert [(s.entity, s.start, s.end) for s in found[0] if s.entity == "EMAIL_ADDRESS"] == [
             ("EMAIL_ADDRESS", 9, 32)
         ]
@@ -221,20 +220,3 @@ def test_two_jobs_per_worker_keep_bulk_work_to_one_worker_less() -> None:
     peak, in_flight, quiet_start, first_end = asyncio.run(main())
     assert peak == 1 and in_flight == 4
     assert quiet_start < first_end  # the quiet key's job ran beside the bulk job, not after it
-
-
-def test_a_job_that_starts_while_no_other_holds_a_slot_runs_its_alone_variant() -> None:
-    """The analyzer's short jobs use every core when the other workers are idle (their `alone`
-    variant); one that starts beside another job keeps to its own worker."""
-
-    async def main() -> tuple[str, str, int]:
-        queue, pool = FairQueue(2), ThreadPoolExecutor(2)
-        first = await queue.run("a", pool, lambda: "shared", alone=lambda: "alone")
-        slow = asyncio.ensure_future(queue.run("a", pool, time.sleep, 0.3, alone=time.sleep))
-        await asyncio.sleep(0.05)
-        beside = await queue.run("b", pool, lambda: "shared", alone=lambda: "alone")
-        await slow
-        pool.shutdown()
-        return first, beside, queue.granted_alone
-
-    assert asyncio.run(main()) == ("alone", "shared", 2)

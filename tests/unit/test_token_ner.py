@@ -74,35 +74,6 @@ def test_the_ner_setting_picks_the_recognizers(choice, has_token_ner, has_spacy)
     assert ("ner" in engine.nlp_engine.nlp["en"].pipe_names) == has_spacy  # no NER runs that nothing reads
 
 
-def test_wide_inference_runs_the_many_thread_session_and_finds_the_same() -> None:
-    """Inside `wide_inference()` (a job started while the other workers were idle) each window runs
-    on the session with several threads, and the probabilities are the ones one thread computes."""
-    from guardrails.pii.token_ner import wide_inference
-
-    ner = TokenNer(wide=2)
-    assert ner.wide_session is not None and ner.wide_session.get_session_options().intra_op_num_threads == 2
-    used: list[str] = []
-    for name in ("session", "wide_session"):
-        real = getattr(ner, name)
-
-        class Spy:
-            def run(self, *a, _real=real, _name=name, **k):  # type: ignore[no-untyped-def]
-                used.append(_name)
-                return _real.run(*a, **k)
-
-        setattr(ner, name, Spy())
-    text = "Please ask Tamsin Okwuosa, who moved from Vrelowice to 17 Quellbrook Row last spring. " * 8
-    narrow, offs = ner.token_probs(text)
-    assert set(used) == {"session"}
-    used.clear()
-    with wide_inference():
-        wide, offs2 = ner.token_probs(text)
-    assert set(used) == {"wide_session"}
-    assert (offs == offs2).all()
-    assert abs(narrow - wide).max() < 1e-5
-    assert TokenNer(wide=1).wide_session is None  # one core: no second session
-
-
 def _encoder_layers(path) -> int:  # type: ignore[no-untyped-def]
     import onnx
 
