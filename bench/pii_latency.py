@@ -19,6 +19,7 @@ import time
 os.environ.setdefault("MIXGUARD_VAULT_KEY", "bench-key")
 
 from _harness import ROOT, RedisProc, machine, pct
+from guardrails.pii.token_ner import CLASSIFIERS
 
 SENTENCES = [
     "Please update the shipping address for customer {name} to {street}.",
@@ -53,9 +54,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--spacy-model", help="an installed spaCy package or a model directory (default: the config's)")
-    ap.add_argument(
-        "--ner-model", choices=["minilm-l3", "minilm-l6"], help="mixguard.pii.ner_model (default: the config's)"
-    )
+    ap.add_argument("--ner-model", choices=list(CLASSIFIERS), help="mixguard.pii.ner_model (default: the config's)")
     args = ap.parse_args()
     import redis.asyncio as aioredis
 

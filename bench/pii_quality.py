@@ -32,6 +32,7 @@ from typing import Any
 os.environ.setdefault("MIXGUARD_VAULT_KEY", "bench-key")
 
 from _harness import ROOT, RedisProc, machine
+from guardrails.pii.token_ner import CLASSIFIERS
 
 #: Types the guardrail must protect; the others in the set are reported for information.
 PROTECTED = [
@@ -242,9 +243,7 @@ async def main() -> None:
     ap.add_argument(
         "--ner", choices=["minilm+spacy", "minilm", "spacy"], help="mixguard.pii.ner (default: the config's)"
     )
-    ap.add_argument(
-        "--ner-model", choices=["minilm-l3", "minilm-l6"], help="mixguard.pii.ner_model (default: the config's)"
-    )
+    ap.add_argument("--ner-model", choices=list(CLASSIFIERS), help="mixguard.pii.ner_model (default: the config's)")
     args = ap.parse_args()
 
     names = args.set or [n for n, s in SETS.items() if not args.untuned or not s.tuned]

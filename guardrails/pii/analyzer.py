@@ -68,9 +68,7 @@ LANGUAGES_VERSION = 1
 def _engine_version(spec: tuple[Any, ...] | None) -> str:
     # the classifier's file by content: the spec names recognizers, not the weights they load; the
     # detection code and the libraries it calls by content and version
-    classifier = _classifier_of(spec)
-    model = None if classifier == DEFAULT_CLASSIFIER else CLASSIFIERS[classifier]
-    key = (spec, LANGUAGES_VERSION, model_fingerprint(model), code_fingerprint())
+    key = (spec, LANGUAGES_VERSION, model_fingerprint(CLASSIFIERS[_classifier_of(spec)]), code_fingerprint())
     return hashlib.sha256(repr(key).encode()).hexdigest()[:8]
 
 

@@ -17,9 +17,9 @@ def test_a_retrained_classifier_changes_the_analysis_cache_key(tmp_path: Path, m
     shipped = analyzer._engine_version(SPEC)
     assert analyzer._engine_version(SPEC) == shipped  # stable for the same files
     retrained = tmp_path / "minilm_ner-int8.onnx"
-    weights = token_ner.DEFAULT_MODEL.read_bytes()
+    weights = token_ner.CLASSIFIERS[token_ner.DEFAULT_CLASSIFIER].read_bytes()
     retrained.write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))  # one bit differs
-    monkeypatch.setattr(token_ner, "DEFAULT_MODEL", retrained)
+    monkeypatch.setitem(token_ner.CLASSIFIERS, token_ner.DEFAULT_CLASSIFIER, retrained)
     assert analyzer._engine_version(SPEC) != shipped
 
 
