@@ -174,7 +174,7 @@ class PiiSettings(_Strict):
     ner_model: Literal["minilm-l3", "minilm-l6"] = Field(
         default="minilm-l3",
         description="which shipped token classifier `ner` runs: minilm-l3 (3 encoder layers distilled from the "
-        "6-layer model, half its CPU per token) or minilm-l6; their leak and latency figures are in "
+        "6-layer model, about 0.6x its CPU per token) or minilm-l6; their leak and latency figures are in "
         "docs/benchmarks.md (issue 14, seventh round)",
     )
     vault_ttl_seconds: int = Field(default=86_400, gt=0)

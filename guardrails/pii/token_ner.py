@@ -31,9 +31,9 @@ from ..onnx_ops import cpu_session
 
 MODELS = Path(__file__).resolve().parent / "models"
 #: The shipped classifiers, by `mixguard.pii.ner_model`. minilm-l3 (the default) has 3 encoder
-#: layers, distilled from minilm-l6 (layers 0, 2 and 4 of it, three seeds averaged): half its CPU
-#: per token, which on a CPU without int8 dot-product instructions (AVX2 only) decides whether the
-#: latency targets hold; the leak figures of both are in docs/benchmarks.md ("Issue 14, seventh round").
+#: layers, distilled from minilm-l6 (layers 0, 2 and 4 of it, three seeds averaged): about 0.6x its
+#: CPU per token, which matters most on a CPU without int8 dot-product instructions (AVX2 only); the
+#: leak and latency figures of both are in docs/benchmarks.md ("Issue 14, seventh round").
 CLASSIFIERS = {"minilm-l3": MODELS / "minilm_ner_l3-int8.onnx", "minilm-l6": MODELS / "minilm_ner-int8.onnx"}
 DEFAULT_CLASSIFIER = "minilm-l3"
 DEFAULT_MODEL = CLASSIFIERS[DEFAULT_CLASSIFIER]
