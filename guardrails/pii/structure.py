@@ -60,6 +60,11 @@ def _edge_word(word: str) -> bool:
 _POSSESSIVE_END = re.compile(r"['’]s$")
 
 
+def possessive_cut(value: str) -> int:
+    """Characters of a final possessive 's to cut from a name ("Tamsin's" -> 2), else 0."""
+    return 2 if len(value) > 2 and _POSSESSIVE_END.search(value) else 0
+
+
 def trim_person(text: str, start: int, end: int) -> tuple[int, int]:
     """Cut a PERSON span to its name: the small model often runs a name into the next line or a
     house number ("Helena Carlsen\\n\\n637"), and the token classifier sometimes takes a word on
@@ -83,8 +88,7 @@ def trim_person(text: str, start: int, end: int) -> tuple[int, int]:
     if not words:
         return start, start
     last = seg[words[-1][0] : words[-1][1]]
-    cut = 2 if len(last) > 2 and _POSSESSIVE_END.search(last) else 0
-    return start + offset + words[0][0], start + offset + words[-1][1] - cut
+    return start + offset + words[0][0], start + offset + words[-1][1] - possessive_cut(last)
 
 
 _ADDRESS_LINE = re.compile(

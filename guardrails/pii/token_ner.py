@@ -28,6 +28,7 @@ import numpy as np
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
 from ..onnx_ops import cpu_session
+from .structure import possessive_cut
 
 MODELS = Path(__file__).resolve().parent / "models"
 #: The shipped classifiers, by `mixguard.pii.ner_model`. minilm-l3 (the default) has 3 encoder
@@ -44,7 +45,6 @@ N_CASE = 36
 WINDOW = 256  # tokens per window, [CLS] and [SEP] included
 OVERLAP = 32
 _EDGE = frozenset("'’\"`,;:()[]{}<>-–—/")
-_POSSESSIVE = frozenset({"'s", "’s"})
 _LIST_ITEM = re.compile(r"[^,;]+")  # a person's span ends at a list comma
 #: The recognizer's name: the analyzer treats its hits as NER (code-aware filters, name trimming).
 RECOGNIZER_NAME = "MiniLmNerRecognizer"
@@ -219,8 +219,8 @@ class TokenNer:
                     a += 1
                 while b > a and (text[b - 1] in _EDGE or text[b - 1].isspace()):
                     b -= 1
-                if entity == "PERSON" and b - a > 2 and text[b - 2 : b] in _POSSESSIVE:
-                    b -= 2  # "Tamsin's" -> "Tamsin": the 3-layer model often labels the 's piece too
+                if entity == "PERSON":  # "Tamsin's" -> "Tamsin": the 3-layer model often labels the 's piece too
+                    b -= possessive_cut(text[a:b])
                 if b > a:
                     key = (a, b, entity)
                     best[key] = max(score, best.get(key, 0.0))
